@@ -1,0 +1,1 @@
+"""Demand panels and unit attributes: contracts, loaders, writer, synthetic catalogue, importers."""

@@ -1,0 +1,20 @@
+"""Config of the data stage: the synthetic catalogue and how real files are read."""
+from __future__ import annotations
+
+from pydantic import Field
+
+from orpr_ray.core.schema import Strict
+
+
+class SynthConfig(Strict):
+    units: int = Field(600, ge=1, description="number of units (SKU x DC) in the synthetic catalogue")
+    days: int = Field(730, ge=56, description="length of the daily history")
+    start_date: str = Field("2024-01-01", description="first day of the history (ISO date)")
+    categories: int = Field(6, ge=1)
+    dcs: int = Field(3, ge=1)
+
+
+class DataConfig(Strict):
+    path: str | None = Field(None, description="folder with demand + attribute files; None = synthetic")
+    fill_missing_days: bool = Field(False, description="treat a missing day inside a unit's range as 0 sales")
+    synth: SynthConfig = Field(default_factory=SynthConfig)

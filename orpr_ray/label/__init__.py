@@ -1,0 +1,1 @@
+"""Simulation-augmented OR labels: candidate evaluation, the knapsack, turnover calibration."""

@@ -1,0 +1,1 @@
+"""orpr_ray.model"""
