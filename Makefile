@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/orpr demo --out $(RUN_DIR)
+	$(BIN)/orpr pipeline --out $(RUN_DIR)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
