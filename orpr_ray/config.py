@@ -12,11 +12,17 @@ from typing import Any, Iterable
 import yaml
 from pydantic import Field, ValidationError
 
+from orpr_ray.classic.config import ClassicConfig
 from orpr_ray.core.errors import ConfigError
 from orpr_ray.core.schema import Strict
 from orpr_ray.data.config import DataConfig
+from orpr_ray.evaluate.config import EvaluateConfig
 from orpr_ray.label.config import LabelConfig
+from orpr_ray.model.config import ModelConfig
+from orpr_ray.rl.config import RLConfig
+from orpr_ray.serve.config import ServeConfig
 from orpr_ray.sim.config import SimConfig
+from orpr_ray.train.config import TrainConfig
 
 
 class OrprConfig(Strict):
@@ -24,6 +30,12 @@ class OrprConfig(Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     sim: SimConfig = Field(default_factory=SimConfig)
     label: LabelConfig = Field(default_factory=LabelConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    rl: RLConfig = Field(default_factory=RLConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    classic: ClassicConfig = Field(default_factory=ClassicConfig)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -33,7 +45,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override {text!r} is not of the form key.path=value", field="--set")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:  # the YAML date parser raises ValueError on 2024-02-30
         raise ConfigError(f"value {raw!r} is not valid YAML: {exc}", field=key) from exc
     return key.strip().split("."), value
 

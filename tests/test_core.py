@@ -96,3 +96,20 @@ def test_manifest_detects_changed_or_missing_outputs(tmp_path):
 
 def test_unfinished_stage_has_no_manifest(tmp_path):
     assert read_manifest(tmp_path) is None
+
+
+def test_invalid_yaml_value_in_override_is_a_config_error():
+    with pytest.raises(ConfigError, match="not valid YAML") as info:
+        load_config(overrides=["data.synth.start_date=2024-02-30"])
+    assert "data.synth.start_date" in str(info.value)
+
+
+def test_atomic_files_follow_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        path = write_text_atomic(tmp_path / "shared.txt", "x")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -29,7 +29,8 @@ class Dataset:
     price: float64 (U, T), selling price per day (the unit's ``unit_price`` where the panel has none).
     observed: bool (U, T), True on the unit's own contiguous block of days.
     extra_attributes: names of the extra attribute columns of ``units`` (fed to the attribute stream).
-    true_demand: for synthetic data only, uncensored demand; equals ``sales`` otherwise.
+    meta: provenance; ``meta["uncensored"]`` is True when ``sales`` is true demand (synthetic data),
+        False when it is censored by past stockouts (real sales history).
     """
 
     units: pd.DataFrame
