@@ -1,0 +1,154 @@
+"""Classic lost-sales benchmark (issue 8): every policy's cost and gap to the exact optimum.
+
+The grid L in {1, 2, 3, 4} x p in {4, 9, 19, 39}, Poisson demand of mean 5, h = 1 (Zipkin 2008's
+instances). Per cell: the optimum by relative value iteration, the tuned heuristics (best
+base-stock, myopic, best capped base-stock, best constant order) evaluated exactly, and a
+simulation of every policy whose confidence interval is checked against the exact cost. The
+learned policy's column waits for the RLOO learner (issue 5). Prints the Markdown entry and makes
+it the content of the "Classic lost-sales benchmark" section of docs/BENCHMARKS.md (the numbers
+are exact, so the latest run replaces the previous one).
+
+    make bench-classic     # or: .venv/bin/python bench/bench_classic.py [--lead-times 1 2] [--no-write]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_sim import machine  # noqa: E402
+
+from orpr_ray.classic.benchmark import POLICY_NAMES, PolicyReport, run_policies  # noqa: E402
+from orpr_ray.classic.config import ClassicConfig  # noqa: E402
+from orpr_ray.classic.distributions import parse_demand  # noqa: E402
+from orpr_ray.classic.model import LostSalesProblem  # noqa: E402
+from orpr_ray.core.artifacts import write_text_atomic  # noqa: E402
+
+BENCHMARKS = ROOT / "docs" / "BENCHMARKS.md"
+SECTION = "## Classic lost-sales benchmark"
+LEARNED = "not yet (needs issue 5)"
+# Zipkin (2008), Old and New Methods for Lost-Sales Inventory Systems, Oper. Res. 56(5), Table 3
+# (Poisson mean 5, h = 1), the values we could trace to the paper: (L, p) -> {policy: cost}.
+PUBLISHED = {(4, 4.0): {"optimal": 4.73, "myopic": 5.06}, (4, 19.0): {"optimal": 8.89}}
+HEADERS = {"optimal": "optimal", "base_stock": "best base-stock", "myopic": "myopic",
+           "capped_base_stock": "best capped base-stock", "constant": "best constant order"}
+
+
+def run_grid(args) -> list[dict]:
+    cfg = ClassicConfig(sim_periods=args.periods, sim_replications=args.replications)
+    cells = []
+    for lead_time in args.lead_times:
+        for penalty in args.penalties:
+            problem = LostSalesProblem(parse_demand(args.demand), lead_time, 1.0, penalty)
+            started = time.perf_counter()
+            reports = run_policies(problem, POLICY_NAMES, cfg, seed=args.seed, simulate=not args.no_simulate)
+            cells.append({"problem": problem, "reports": {r.name: r for r in reports},
+                          "seconds": time.perf_counter() - started})
+            print(f"L={lead_time} p={penalty:g}: " + ", ".join(
+                f"{r.name} {r.cost:.4f}" for r in reports) + f" ({cells[-1]['seconds']:.1f} s)", flush=True)
+    return cells
+
+
+def cost_cell(report: PolicyReport) -> str:
+    text = f"{report.exact.cost:.4f}"
+    if report.name in ("base_stock", "capped_base_stock", "constant"):
+        text += " (" + ", ".join(f"{k}={v}" for k, v in report.params.items()) + ")"
+    if report.name != "optimal":
+        text += f" {report.gap_pct:+.2f}%"
+    return text
+
+
+def sim_check(report: PolicyReport) -> bool | None:
+    if report.simulation is None or report.exact is None:
+        return None
+    return report.simulation.ci_low <= report.exact.cost <= report.simulation.ci_high
+
+
+def entry(args, cells: list[dict], seconds: float, cpu_seconds: float) -> str:
+    command = " ".join(["python bench/bench_classic.py", *sys.argv[1:]])
+    lines = [f"### {dt.date.today().isoformat()}: L x p grid, demand {args.demand}, h = 1", "",
+             f"- Command: `{command}` (`make bench-classic`); total {seconds:.0f} s wall, "
+             f"{cpu_seconds:.0f} s CPU (wall times below stretch when the machine is shared)",
+             f"- Machine: {machine()}",
+             "- Costs are exact long-run averages per period (relative value iteration; every interval "
+             f"narrower than {ClassicConfig().tolerance:g} x cost); `+x%` is the gap to the optimum. "
+             "Heuristic parameters are the best found by the searches of `orpr_ray/classic/heuristics.py`.",
+             "", "| L | p | " + " | ".join(HEADERS[n] for n in POLICY_NAMES) + " | learned policy (RLOO) |",
+             "|---|---|" + "---|" * (len(POLICY_NAMES) + 1)]
+    for cell in cells:
+        prob, reports = cell["problem"], cell["reports"]
+        lines.append(f"| {prob.lead_time} | {prob.penalty:g} | "
+                     + " | ".join(cost_cell(reports[n]) for n in POLICY_NAMES) + f" | {LEARNED} |")
+    lines += ["", "Exact solver and cross-checks per cell (states: {IP <= S-bar} for the optimum; times are "
+              "wall-clock; simulation: each policy's 95% interval from "
+              f"{args.replications} replications x {args.periods:,} periods, same seed for all):", "",
+              "| L | p | S-bar | states | RVI iterations | optimum solve (s) | cell total (s) | "
+              "simulated CIs containing the exact cost |", "|---|---|---|---|---|---|---|---|"]
+    covered = total = 0
+    for cell in cells:
+        prob, opt = cell["problem"], cell["reports"]["optimal"]
+        checks = [sim_check(r) for r in cell["reports"].values()]
+        hits = sum(c is True for c in checks)
+        known = sum(c is not None for c in checks)
+        covered, total = covered + hits, total + known
+        lines.append(f"| {prob.lead_time} | {prob.penalty:g} | {prob.ip_bound} | {opt.exact.states:,} | "
+                     f"{opt.exact.iterations} | {opt.exact.seconds:.2f} | {cell['seconds']:.1f} | "
+                     + (f"{hits}/{known}" if known else "not simulated") + " |")
+    lines += ["", f"Simulation intervals containing the exact cost: {covered}/{total} "
+              "(at 95% about one in twenty may miss by chance)." if total else ""]
+    lines += published_lines(cells)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def published_lines(cells: list[dict]) -> list[str]:
+    rows = []
+    for cell in cells:
+        key = (cell["problem"].lead_time, cell["problem"].penalty)
+        for name, value in PUBLISHED.get(key, {}).items():
+            rows.append(f"| {key[0]} | {key[1]:g} | {name} | {value:.2f} | "
+                        f"{cell['reports'][name].exact.cost:.4f} |")
+    if not rows:
+        return []
+    return ["", "Against published values (Zipkin 2008, Table 3; two decimals):", "",
+            "| L | p | policy | published | this run |", "|---|---|---|---|---|", *rows]
+
+
+def write_section(text: str) -> None:
+    """Make ``text`` the body of the classic section (created if absent), other sections untouched."""
+    doc = BENCHMARKS.read_text() if BENCHMARKS.exists() else (
+        "# Benchmarks\n\nEvery result carries the command that produced it and the machine it ran on.\n")
+    if SECTION not in doc:
+        doc = doc.rstrip("\n") + f"\n\n{SECTION}\n\n"
+    head, _, rest = doc.partition(SECTION)
+    next_section = rest.find("\n## ")
+    tail = "" if next_section < 0 else rest[next_section + 1:]
+    write_text_atomic(BENCHMARKS, head + SECTION + "\n\n" + text + ("\n" + tail if tail else ""))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lead-times", type=int, nargs="+", default=[1, 2, 3, 4])
+    parser.add_argument("--penalties", type=float, nargs="+", default=[4.0, 9.0, 19.0, 39.0])
+    parser.add_argument("--demand", default="poisson:5")
+    parser.add_argument("--periods", type=int, default=5_000, help="simulated periods per replication")
+    parser.add_argument("--replications", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-simulate", action="store_true", help="exact costs only")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/BENCHMARKS.md alone")
+    args = parser.parse_args()
+    started, started_cpu = time.perf_counter(), time.process_time()
+    cells = run_grid(args)
+    text = entry(args, cells, time.perf_counter() - started, time.process_time() - started_cpu)
+    print(text)
+    if not args.no_write:
+        write_section(text)
+        print(f"written to {BENCHMARKS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
