@@ -62,12 +62,37 @@ def _finetune_stage(cfg: OrprConfig, run_dir: Path) -> dict:
     return finetune(cfg, run_dir / "pretrain", run_dir / "finetune")
 
 
+def _rl_stage(cfg: OrprConfig, run_dir: Path) -> dict:
+    from orpr_ray.rl.driver import run_rl
+
+    return run_rl(cfg, run_dir / "finetune", run_dir / "rl")
+
+
+def _backtest_stage(cfg: OrprConfig, run_dir: Path) -> dict:
+    from orpr_ray.evaluate.backtest import run_backtest
+
+    return run_backtest(run_dir, cfg, progress=True)
+
+
+def _report_stage(cfg: OrprConfig, run_dir: Path) -> dict:
+    from orpr_ray.evaluate.report import write_report
+
+    done = read_manifest(run_dir / "report")
+    if done is None or done["inputs"].get("backtest") != read_manifest(run_dir / "backtest")["created"]:
+        write_report(run_dir)
+        done = read_manifest(run_dir / "report")
+    return done
+
+
 STAGES = (
     Stage("data", "data", _data_stage),
     Stage("baseline", "baseline", _baseline_stage),
     Stage("labels", "labels", _label_stage),
     Stage("pretrain", "pretrain", _pretrain_stage),
     Stage("finetune", "finetune", _finetune_stage),
+    Stage("rl", "rl", _rl_stage),
+    Stage("backtest", "backtest", _backtest_stage),
+    Stage("report", "report", _report_stage),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
@@ -131,11 +156,19 @@ def headline(run_dir: Path, summary: dict) -> str:
     for name, info in summary["stages"].items():
         took = "resumed" if info["resumed"] else f"{info['seconds']:>7.1f} s"
         lines.append(f"  {name:<10} {took}")
+    backtest = read_manifest(run_dir / "backtest")
     baseline_csv = run_dir / "baseline" / "baseline_summary.csv"
-    if baseline_csv.is_file():
+    if backtest is not None:
+        from orpr_ray.evaluate.backtest import format_headline
+
+        lines += ["", format_headline(backtest)]
+    elif baseline_csv.is_file():
         import pandas as pd
 
         from orpr_ray.sim.baseline import format_table
 
         lines += ["", "classic policies on the test window:", format_table(pd.read_csv(baseline_csv))]
+    report = run_dir / "report" / "report.html"
+    if report.is_file():
+        lines += ["", f"report: {report}"]
     return "\n".join(lines)

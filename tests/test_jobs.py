@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from orpr_ray.core.artifacts import read_manifest
+from orpr_ray.pipeline import STAGE_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -77,17 +78,38 @@ def _submit(address: str, env: dict, command: list[str], *, agent_wait: float = 
         time.sleep(2)
 
 
-@pytest.mark.slow
-def test_submitted_pipeline_job_writes_its_artifacts(local_head, tmp_path):
+@pytest.fixture(scope="module")
+def submitted_run(local_head, tmp_path_factory):
     address, env = local_head
-    run_dir = tmp_path / "run"
+    run_dir = tmp_path_factory.mktemp("job") / "run"
     submit = _submit(address, env, [sys.executable, "-m", "orpr_ray.cli", "pipeline", "--config",
-                                    "jobs/tiny.yaml", "--out", str(run_dir), "--until", "baseline"])
+                                    "jobs/tiny.yaml", "--out", str(run_dir)])
+    return run_dir, submit
+
+
+@pytest.mark.slow
+def test_submitted_pipeline_job_writes_its_artifacts(submitted_run):
+    run_dir, submit = submitted_run
     log = submit.stdout + submit.stderr
     assert submit.returncode == 0, log[-4000:]
     assert "succeeded" in log
-    for stage in ("data", "baseline"):
+    for stage in STAGE_NAMES:
         manifest = read_manifest(run_dir / stage)
         assert manifest is not None, f"stage {stage} left no valid manifest\n{log[-3000:]}"
     assert (run_dir / "pipeline.json").is_file()
-    assert "classic policies on the test window" in log
+    assert (run_dir / "report" / "report.html").stat().st_size > 10_000
+    assert "incumbent" in log and "report:" in log
+
+
+@pytest.mark.slow
+def test_rerun_resumes_every_finished_stage(submitted_run, local_head):
+    run_dir, submit = submitted_run
+    assert submit.returncode == 0
+    _, env = local_head
+    before = {stage: read_manifest(run_dir / stage)["created"] for stage in STAGE_NAMES}
+    rerun = subprocess.run([sys.executable, "-m", "orpr_ray.cli", "pipeline", "--config", "jobs/tiny.yaml",
+                            "--out", str(run_dir), "--num-cpus", "1"],
+                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert rerun.stdout.count("already done") == len(STAGE_NAMES)
+    assert {stage: read_manifest(run_dir / stage)["created"] for stage in STAGE_NAMES} == before

@@ -85,7 +85,7 @@ def _catalogue(cfg: SynthConfig, rng: np.random.Generator) -> tuple[pd.DataFrame
     cat_price = np.exp(rng.normal(np.log(12.0), 0.8, n_cat))
     cat_perishable = (np.arange(n_cat) == 0) | (rng.random(n_cat) < 0.25)
     cat_brands = rng.integers(3, 9, n_cat)
-    cat_target = np.where(np.arange(n_cat) % 3 != 2, np.round(rng.uniform(10, 45, n_cat)), np.nan)
+    cat_target = np.where(np.arange(n_cat) % 3 != 2, np.round(rng.uniform(3, 9, n_cat), 1), np.nan)
 
     # SKUs: as many as units, so even one DC per SKU fills the catalogue; the surplus is cut below.
     n_sku = cfg.units
