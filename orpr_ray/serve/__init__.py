@@ -1,1 +1,1 @@
-"""orpr_ray.serve"""
+"""The policy as an HTTP service on Ray Serve, its Python client and CLI (docs/SERVING.md)."""
