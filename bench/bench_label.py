@@ -25,11 +25,8 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_sim import machine  # noqa: E402
-
-from orpr_ray.core.artifacts import write_text_atomic  # noqa: E402
+from common import BENCHMARKS, machine, write_section  # noqa: E402  (bench/ is on sys.path)
 from orpr_ray.core.ray_env import ensure_ray  # noqa: E402
 from orpr_ray.data.config import SynthConfig  # noqa: E402
 from orpr_ray.data.synth import synthesize  # noqa: E402
@@ -38,7 +35,6 @@ from orpr_ray.label.config import LabelConfig  # noqa: E402
 from orpr_ray.label.driver import label_shard, plan_shards, run_labels  # noqa: E402
 from orpr_ray.sim.config import SimConfig  # noqa: E402
 
-BENCHMARKS = ROOT / "docs" / "BENCHMARKS.md"
 SECTION = "## Labels"
 DATES = 52  # one year of weekly decision dates
 
@@ -97,7 +93,7 @@ def report(command: str, runs: list[dict], check: dict, n_dates: int, setup: dic
              f"{n_dates} weekly dates x 60 candidates", "",
              f"- Command: `{command}` (local Ray, 2 CPUs; workers = tasks in flight)",
              f"- Machine: {machine()}",
-             f"- Synthetic data generation (not in the times below): "
+             "- Synthetic data generation (not in the times below): "
              + ", ".join(f"{u:,} units {s:.1f} s" for u, s in setup["synth_s"].items()),
              "", "| units | workers | labels | groups | shards | wall s | labels/s | sim s | build s | solve s | "
              "max gap | fallback labels |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -124,17 +120,6 @@ def report(command: str, runs: list[dict], check: dict, n_dates: int, setup: dic
     return "\n".join(lines)
 
 
-def write_entry(entry: str) -> None:
-    """Add the entry at the end of the Labels section (created if absent), other sections untouched."""
-    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else (
-        "# Benchmarks\n\nEvery result carries the command that produced it and the machine it ran on.\n")
-    if SECTION not in text:
-        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n"
-    head, _, rest = text.partition(SECTION)
-    next_section = rest.find("\n## ")
-    body, tail = (rest, "") if next_section < 0 else (rest[:next_section + 1], rest[next_section + 1:])
-    write_text_atomic(BENCHMARKS, head + SECTION + body.rstrip("\n") + "\n\n" + entry
-                      + ("\n" + tail if tail else ""))
 
 
 def main() -> None:
@@ -163,7 +148,7 @@ def main() -> None:
     entry = report(" ".join(["python bench/bench_label.py", *sys.argv[1:]]), runs, check, n_dates, setup)
     print(entry)
     if not args.no_write:
-        write_entry(entry)
+        write_section(SECTION, entry)
         print(f"added to {BENCHMARKS.relative_to(ROOT)}")
 
 

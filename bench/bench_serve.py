@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = ROOT / "docs" / "BENCHMARKS.md"
+
+from common import machine, write_section  # noqa: E402  (bench/ is on sys.path)
 SECTION = "## Serving"
 SINGLE_CONCURRENCY = (1, 8, 32)
 FORWARD_BATCHES = (1, 8, 32, 512, 5000)
@@ -331,8 +332,6 @@ def serve_runs(checkpoint: Path, units: list[dict], args: argparse.Namespace, wo
 # Report.
 
 def report(args, params: int, flops: float, gemm: dict, local: dict, runs: list[dict]) -> str:
-    from bench_sim import machine
-
     threads = args.torch_threads
     ceiling = gemm[threads] / flops
     best_forward = max(local["forward_per_s"].values())
@@ -395,19 +394,6 @@ def _profile_text(cpu: dict) -> str:
     return ", ".join(f"{role} {cpu[role]:,.1f}" for role in roles) + f" (run {cpu['wall_s']:.1f} s)"
 
 
-def write_entry(entry: str) -> None:
-    """Add the entry at the end of the Serving section (created if absent), other sections untouched."""
-    from orpr_ray.core.artifacts import write_text_atomic
-
-    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else (
-        "# Benchmarks\n\nEvery result carries the command that produced it and the machine it ran on.\n")
-    if SECTION not in text:
-        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n"
-    head, _, rest = text.partition(SECTION)
-    next_section = rest.find("\n## ")
-    body, tail = (rest, "") if next_section < 0 else (rest[:next_section + 1], rest[next_section + 1:])
-    write_text_atomic(BENCHMARKS, head + SECTION + body.rstrip("\n") + "\n\n" + entry
-                      + ("\n" + tail if tail else ""))
 
 
 def main() -> None:
@@ -464,7 +450,7 @@ def main() -> None:
     entry = report(args, count_parameters(policy.model), flops, gemm, local, runs)
     print(entry)
     if not args.no_write:
-        write_entry(entry)
+        write_section(SECTION, entry)
 
 
 def _requests(units: list[dict]):

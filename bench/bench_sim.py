@@ -20,7 +20,6 @@ for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MK
 import argparse  # noqa: E402
 import datetime as dt  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import resource  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -29,17 +28,16 @@ import time  # noqa: E402
 import tracemalloc  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+
+from common import BENCHMARKS, machine, write_section  # noqa: E402  (bench/ is on sys.path)
 sys.path.insert(0, str(ROOT / "tests"))  # the reference simulator lives with the tests
 
-from orpr_ray.core.artifacts import write_text_atomic  # noqa: E402
 from orpr_ray.sim.engine import simulate_grid  # noqa: E402
 from orpr_ray.sim.policies import trailing_mean_demand  # noqa: E402
 
-BENCHMARKS = ROOT / "docs" / "BENCHMARKS.md"
 SECTION = "## Simulator"
 HOLDING, PENALTY = 0.25 / 365, 1.0
 
@@ -144,18 +142,6 @@ def memory(args) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (f"{cpu}, {cores} cores visible, {platform.system()} {platform.release()}; "
-            f"Python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}")
 
 
 def report(args, results: dict) -> str:
@@ -184,17 +170,6 @@ def report(args, results: dict) -> str:
     ])
 
 
-def write_entry(entry: str) -> None:
-    """Add the entry at the end of the Simulator section (created if absent), other sections untouched."""
-    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else (
-        "# Benchmarks\n\nEvery result carries the command that produced it and the machine it ran on.\n")
-    if SECTION not in text:
-        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n"
-    head, _, rest = text.partition(SECTION)
-    next_section = rest.find("\n## ")
-    body, tail = (rest, "") if next_section < 0 else (rest[:next_section + 1], rest[next_section + 1:])
-    body = body.rstrip("\n") + "\n\n" + entry
-    write_text_atomic(BENCHMARKS, head + SECTION + body + ("\n" + tail if tail else ""))
 
 
 def main() -> None:
@@ -221,7 +196,7 @@ def main() -> None:
     entry = report(args, results)
     print(entry)
     if not args.no_write:
-        write_entry(entry)
+        write_section(SECTION, entry)
         print(f"added to {BENCHMARKS.relative_to(ROOT)}")
 
 
