@@ -37,7 +37,7 @@ def test_horizon_covers_lead_time_plus_review_period_in_whole_cycles():
     ds = make_dataset(np.ones((3, 60)), lead=np.array([2, 10, 0]), review=np.array([1, 3, 7]))
     # unit 0: 1 * ceil(3 / 1) = 3; unit 1: 3 * ceil(13 / 3) = 15; unit 2: 7 * ceil(7 / 7) = 7.
     assert label_horizon(ds, LabelConfig()) == 15
-    assert label_horizon(ds, LabelConfig(horizon_days=9)) == 9
+    assert label_horizon(ds, LabelConfig(horizon_days=11)) == 11  # an override longer than every lead time
 
 
 def test_decision_points_share_a_calendar_and_need_full_window_and_horizon():

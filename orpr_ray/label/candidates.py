@@ -33,12 +33,26 @@ _PANEL_UNITS = 4096
 
 def label_horizon(ds: Dataset, label: LabelConfig) -> int:
     """Days each candidate is replayed for (the same for every unit of the catalogue)."""
-    if label.horizon_days is not None:
-        return label.horizon_days
     lead = ds.units["lead_time_days"].to_numpy(np.int64)
+    if label.horizon_days is not None:
+        _check_lead_within_horizon(ds, lead, label.horizon_days)
+        return label.horizon_days
     review = ds.units["review_period_days"].to_numpy(np.int64)
     cycles = -(-(lead + review) // review)  # ceil((L + R) / R)
     return int((cycles * review).max(initial=1))
+
+
+def _check_lead_within_horizon(ds: Dataset, lead: np.ndarray, horizon: int) -> None:
+    """A fixed horizon must see an order arrive: with L >= H no order placed in it ever lands, and the
+    labels would silently compare candidates on their starting stock alone."""
+    late = np.flatnonzero(lead >= horizon)
+    if len(late):
+        i = late[np.argmax(lead[late])]
+        unit = ds.units.iloc[i]
+        raise InputError(f"lead time {lead[i]} days is not shorter than label.horizon_days = {horizon}: no order "
+                         f"would arrive inside the replay ({len(late)} unit(s) affected); raise label.horizon_days "
+                         f"or leave it unset", field="label.horizon_days",
+                         where=f"unit (sku={unit['sku']}, dc={unit['dc']})")
 
 
 def decision_points(ds: Dataset, label: LabelConfig, sim: SimConfig) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from orpr_ray.core.artifacts import (MANIFEST_NAME, read_manifest, write_json_atomic, write_manifest,
+from orpr_ray.core.artifacts import (MANIFEST_NAME, read_manifest, sha256_file, write_json_atomic, write_manifest,
                                      write_parquet_atomic, write_text_atomic)
 from orpr_ray.core.errors import ConfigError, InputError
 from orpr_ray.data.dataset import Dataset
@@ -216,6 +216,16 @@ def _claim(out: Path, fp: str, n_shards: int) -> None:
     write_json_atomic(plan_path, {"fingerprint": fp, "shards": n_shards})
 
 
+def _drop_changed_outputs(out: Path) -> None:
+    """A finished run whose manifest no longer verifies: delete each output whose checksum changed, so
+    its shard is recomputed rather than read back as finished (a shard counts as done by its files)."""
+    stale = read_manifest(out, verify=False)
+    for name, digest in (stale or {}).get("outputs", {}).items():
+        path = out / name
+        if path.is_file() and sha256_file(path) != digest:
+            path.unlink()
+
+
 def _fault_markers(out: Path) -> dict[int, str]:
     """Fault injection for tests: shard -> marker file; the worker dies while the marker is absent."""
     raw = os.environ.get(FAULT_ENV, "").strip()
@@ -259,6 +269,7 @@ def run_labels(ds: Dataset, out_dir: str | Path, *, label: LabelConfig, sim: Sim
                          f"(sim.demand_window_days) plus a {label_horizon(ds, label)}-day horizon, and the "
                          f"dataset has {ds.n_days} days", field="label.horizon_days")
     _claim(out, fp, len(plan))
+    _drop_changed_outputs(out)
     (out / MANIFEST_NAME).unlink(missing_ok=True)  # a stale manifest must never describe a half-redone run
     todo = [i for i in range(len(plan)) if not _shard_done(out, i)]
     computed: set[int] = set()

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import TypeAdapter, ValidationError
 from ray import serve
 from ray.serve import Application
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orpr_ray import __version__
 from orpr_ray.config import OrprConfig, load_config
@@ -60,6 +61,16 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
         shown = f" (got {value!r})" if isinstance(value, (int, float, str, bool)) and len(repr(value)) < 80 else ""
         items.append({"field": field_path(err.get("loc", ())), "message": f"{err.get('msg', 'invalid')}{shown}"})
     return _error(422, items)
+
+
+@api.exception_handler(StarletteHTTPException)
+async def _framework_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Errors the framework raises itself (a body that is not UTF-8 or nests too deep, an unknown route,
+    a wrong method) in the same shape as every other error, so a client reads one format."""
+    response = _error(exc.status_code, [{"field": "body" if exc.status_code == 400 else "path",
+                                         "message": str(exc.detail)}])
+    response.headers.update(exc.headers or {})
+    return response
 
 
 @api.exception_handler(InputError)
