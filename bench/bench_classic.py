@@ -3,8 +3,9 @@
 The grid L in {1, 2, 3, 4} x p in {4, 9, 19, 39}, Poisson demand of mean 5, h = 1 (Zipkin 2008's
 instances). Per cell: the optimum by relative value iteration, the tuned heuristics (best
 base-stock, myopic, best capped base-stock, best constant order) evaluated exactly, and a
-simulation of every policy whose confidence interval is checked against the exact cost. The
-learned policy's column waits for the RLOO learner (issue 5). Prints the Markdown entry and makes
+simulation of every policy whose confidence interval is checked against the exact cost, and the
+learned policy (classic/learned.py: OrprNet on capped base-stock labels, then RLOO), trained per
+cell and evaluated exactly like the others. Prints the Markdown entry and makes
 it the content of the "Classic lost-sales benchmark" section of docs/BENCHMARKS.md (the numbers
 are exact, so the latest run replaces the previous one).
 
@@ -31,12 +32,12 @@ from orpr_ray.core.artifacts import write_text_atomic  # noqa: E402
 
 BENCHMARKS = ROOT / "docs" / "BENCHMARKS.md"
 SECTION = "## Classic lost-sales benchmark"
-LEARNED = "not yet (needs issue 5)"
 # Zipkin (2008), Old and New Methods for Lost-Sales Inventory Systems, Oper. Res. 56(5), Table 3
 # (Poisson mean 5, h = 1), the values we could trace to the paper: (L, p) -> {policy: cost}.
 PUBLISHED = {(4, 4.0): {"optimal": 4.73, "myopic": 5.06}, (4, 19.0): {"optimal": 8.89}}
 HEADERS = {"optimal": "optimal", "base_stock": "best base-stock", "myopic": "myopic",
-           "capped_base_stock": "best capped base-stock", "constant": "best constant order"}
+           "capped_base_stock": "best capped base-stock", "constant": "best constant order",
+           "learned": "learned policy (RLOO)"}
 
 
 def run_grid(args) -> list[dict]:
@@ -78,17 +79,23 @@ def entry(args, cells: list[dict], seconds: float, cpu_seconds: float) -> str:
              "- Costs are exact long-run averages per period (relative value iteration; every interval "
              f"narrower than {ClassicConfig().tolerance:g} x cost); `+x%` is the gap to the optimum. "
              "Heuristic parameters are the best found by the searches of `orpr_ray/classic/heuristics.py`.",
-             "", "| L | p | " + " | ".join(HEADERS[n] for n in POLICY_NAMES) + " | learned policy (RLOO) |",
+             "- Learned policy: `classic.learned` defaults (a small OrprNet, "
+             f"{learned_parameters(cells)} parameters; capped base-stock labels, then RLOO on simulated "
+             "rollouts), trained per cell with the run's seed; `beats all` says whether it is below every "
+             "heuristic of the row. Training time per cell is in the second table.",
+             "", "| L | p | " + " | ".join(HEADERS[n] for n in POLICY_NAMES) + " | beats all |",
              "|---|---|" + "---|" * (len(POLICY_NAMES) + 1)]
     for cell in cells:
         prob, reports = cell["problem"], cell["reports"]
         lines.append(f"| {prob.lead_time} | {prob.penalty:g} | "
-                     + " | ".join(cost_cell(reports[n]) for n in POLICY_NAMES) + f" | {LEARNED} |")
+                     + " | ".join(cost_cell(reports[n]) for n in POLICY_NAMES) + f" | {beats_all(reports)} |")
+    lines += learned_summary(cells)
     lines += ["", "Exact solver and cross-checks per cell (states: {IP <= S-bar} for the optimum; times are "
               "wall-clock; simulation: each policy's 95% interval from "
               f"{args.replications} replications x {args.periods:,} periods, same seed for all):", "",
-              "| L | p | S-bar | states | RVI iterations | optimum solve (s) | cell total (s) | "
-              "simulated CIs containing the exact cost |", "|---|---|---|---|---|---|---|---|"]
+              "| L | p | S-bar | states | RVI iterations | optimum solve (s) | learned: training states, "
+              "training (s) | cell total (s) | simulated CIs containing the exact cost |",
+              "|---|---|---|---|---|---|---|---|---|"]
     covered = total = 0
     for cell in cells:
         prob, opt = cell["problem"], cell["reports"]["optimal"]
@@ -97,12 +104,37 @@ def entry(args, cells: list[dict], seconds: float, cpu_seconds: float) -> str:
         known = sum(c is not None for c in checks)
         covered, total = covered + hits, total + known
         lines.append(f"| {prob.lead_time} | {prob.penalty:g} | {prob.ip_bound} | {opt.exact.states:,} | "
-                     f"{opt.exact.iterations} | {opt.exact.seconds:.2f} | {cell['seconds']:.1f} | "
+                     f"{opt.exact.iterations} | {opt.exact.seconds:.2f} | {learned_training(cell)} | "
+                     f"{cell['seconds']:.1f} | "
                      + (f"{hits}/{known}" if known else "not simulated") + " |")
     lines += ["", f"Simulation intervals containing the exact cost: {covered}/{total} "
               "(at 95% about one in twenty may miss by chance)." if total else ""]
     lines += published_lines(cells)
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def beats_all(reports: dict[str, PolicyReport]) -> str:
+    learned = reports["learned"].cost
+    return "yes" if all(learned < r.cost for n, r in reports.items() if n not in ("optimal", "learned")) else "no"
+
+
+def learned_summary(cells: list[dict]) -> list[str]:
+    gaps = [cell["reports"]["learned"].gap_pct for cell in cells]
+    if not gaps or any(g is None for g in gaps):
+        return []
+    within = sum(g <= 1.0 for g in gaps)
+    beats = sum(beats_all(cell["reports"]) == "yes" for cell in cells)
+    return ["", f"Learned policy: within 1% of the optimum on {within}/{len(cells)} cells (largest gap "
+            f"{max(gaps):+.2f}%, mean {sum(gaps) / len(gaps):+.2f}%); below every heuristic on {beats}/{len(cells)}."]
+
+
+def learned_training(cell: dict) -> str:
+    params = cell["reports"]["learned"].params
+    return f"{params['train_states']:,}, {params['train_seconds']:.0f}"
+
+
+def learned_parameters(cells: list[dict]) -> str:
+    return f"{cells[0]['reports']['learned'].params['parameters']:,}" if cells else "?"
 
 
 def published_lines(cells: list[dict]) -> list[str]:

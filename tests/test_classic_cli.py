@@ -11,7 +11,9 @@ from orpr_ray.classic.benchmark import POLICY_NAMES
 from orpr_ray.cli import main
 
 SMALL = ["classic", "--demand", "poisson:3", "--lead-time", "1", "--holding", "1", "--penalty", "4",
-         "--periods", "1000", "--replications", "10", "--seed", "3"]
+         "--periods", "1000", "--replications", "10", "--seed", "3",
+         # --policy all trains the learned policy too: a few steps keep the CLI tests quick.
+         "--set", "classic.learned.pretrain_steps=20", "--set", "classic.learned.rl_steps=10"]
 
 
 def test_json_reports_every_policy_with_exact_and_simulated_costs(capsys):

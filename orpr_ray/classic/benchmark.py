@@ -20,11 +20,12 @@ from orpr_ray.classic.heuristics import (
     tune_capped_base_stock,
     tune_constant_order,
 )
+from orpr_ray.classic.learned import train_learned
 from orpr_ray.classic.model import LostSalesProblem, Policy, StateSpace
 from orpr_ray.classic.simulate import SimulationResult, simulate_policy
 from orpr_ray.core.errors import InputError
 
-POLICY_NAMES = ("optimal", "base_stock", "myopic", "capped_base_stock", "constant")
+POLICY_NAMES = ("optimal", "base_stock", "myopic", "capped_base_stock", "constant", "learned")
 
 
 @dataclass
@@ -168,12 +169,20 @@ def _run_constant(problem: LostSalesProblem, cfg: ClassicConfig, costs: PolicyCo
     return report
 
 
+def _run_learned(problem: LostSalesProblem, cfg: ClassicConfig, costs: PolicyCosts) -> PolicyReport:
+    """The network trained on the best capped base-stock policy's orders, then RLOO (classic.learned)."""
+    label, _ = tune_capped_base_stock(problem, costs)
+    policy = train_learned(problem, label, cfg.learned, seed=costs.seed)
+    return costs.report("learned", policy, {**policy.params(), "label_policy": label.params()})
+
+
 _RUNNERS = {
     "optimal": _run_optimal,
     "base_stock": _run_tuned("base_stock", tune_base_stock),
     "myopic": _run_myopic,
     "capped_base_stock": _run_tuned("capped_base_stock", tune_capped_base_stock),
     "constant": _run_constant,
+    "learned": _run_learned,
 }
 
 

@@ -29,7 +29,8 @@ def register(subparsers) -> None:
     parser.add_argument("--holding", type=float, default=1.0, help="holding cost h per unit left at period end")
     parser.add_argument("--penalty", type=float, required=True, help="penalty p per unit of lost demand")
     parser.add_argument("--policy", default="all", choices=(*POLICY_NAMES, "all"),
-                        help="which policy to evaluate (default all)")
+                        help="which policy to evaluate (default all; 'learned' first trains the network "
+                             "of classic.learned: seconds to a minute)")
     parser.add_argument("--evaluate", default="both", choices=EVALUATIONS,
                         help="exact (where the state space allows), simulate, or both (default)")
     parser.add_argument("--periods", type=int, help="simulated periods per replication; default classic.sim_periods")

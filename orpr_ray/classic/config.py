@@ -8,6 +8,39 @@ from orpr_ray.core.schema import Strict
 MIN_REPLICATIONS = 10  # fewer replication means give no usable spread for a confidence interval
 
 
+class LearnedConfig(Strict):
+    """The learned policy of the classic setting (classic/learned.py): a small OrprNet, its
+    supervised stage on capped base-stock labels and its RLOO stage on simulated rollouts."""
+
+    dim: int = Field(16, ge=8, description="token width of each of the three Transformer streams")
+    layers: int = Field(1, ge=1, description="encoder layers per stream")
+    heads: int = Field(2, ge=1, description="attention heads per stream; must divide dim")
+    ff_dim: int = Field(32, ge=8, description="feed-forward width inside each encoder layer")
+    fused_dim: int = Field(32, ge=8, description="width of the fused state the decision head reads")
+    head_hidden: int = Field(64, ge=8, description="hidden width of the decision head")
+    latent_dim: int = Field(4, ge=1, description="size of the decision head's latent z")
+    state_replications: int = Field(64, ge=1, description="systems simulated to collect training states")
+    state_periods: int = Field(400, ge=1, description="periods per system whose states are collected "
+                               "(after a warm-up of 4 (L + 1))")
+    explore: float = Field(0.2, ge=0, le=1, description="share of collection periods with a random order "
+                           "offset in -2..2, so states next to the label policy's path are seen too")
+    pretrain_steps: int = Field(300, ge=0, description="supervised steps on the capped base-stock labels")
+    pretrain_lr: float = Field(3e-3, gt=0)
+    label_width: float = Field(1.0, ge=0, description="Gaussian width (orders) of the soft label targets: "
+                               "keeps the pretrained policy spread over neighbouring orders, which RLOO "
+                               "must sample to compare")
+    rl_steps: int = Field(200, ge=0, description="RLOO steps")
+    rl_lr: float = Field(1e-3, gt=0)
+    batch: int = Field(128, ge=1, description="states per step")
+    samples: int = Field(8, ge=2, description="actions sampled per state (the RLOO group k)")
+    paths: int = Field(32, ge=1, description="demand paths per state, shared by its k actions (common random numbers)")
+    horizon: int = Field(24, ge=2, description="periods per rollout; must exceed L so the order arrives")
+    beta: float = Field(0.3, ge=0, description="weight of KL(pi || pi_pretrained): where the simulated "
+                        "rewards cannot tell orders apart the policy stays with its labels")
+    threads: int = Field(1, ge=1, description="torch threads while training and deciding (more only "
+                         "contend for the cores at this network size)")
+
+
 class ClassicConfig(Strict):
     tolerance: float = Field(1e-7, gt=0, lt=1, description="value iteration stops when the certified "
                              "interval on the average cost is narrower than this share of the cost")
@@ -18,3 +51,4 @@ class ClassicConfig(Strict):
     sim_replications: int = Field(100, ge=MIN_REPLICATIONS, description="independent replications (the CI comes from their spread)")
     sim_warmup: int = Field(500, ge=0, description="periods discarded at the start of each replication (it starts empty)")
     confidence: float = Field(0.95, gt=0, lt=1, description="confidence level of the simulation interval")
+    learned: LearnedConfig = Field(default_factory=LearnedConfig)
