@@ -8,7 +8,7 @@ export RAY_AUTH_MODE := disabled
 export RAY_USAGE_STATS_ENABLED := 0
 export RAY_TRAIN_HEALTH_CHECK_INTERVAL_S := 0.2
 
-.PHONY: install demo test test-fast bench bench-label clean
+.PHONY: install demo test test-fast bench bench-label bench-classic bench-serve clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,17 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_sim.py
+	$(BIN)/python bench/bench_rl.py
+	$(BIN)/python bench/bench_train.py
+
+bench-label: $(STAMP)
+	$(BIN)/python bench/bench_label.py
+
+bench-classic: $(STAMP)
+	$(BIN)/python bench/bench_classic.py
+
+bench-serve: $(STAMP)
+	$(BIN)/python bench/bench_serve.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -13,6 +13,14 @@ from orpr_ray.core.errors import InputError
 
 STAGE_COMMANDS = (
     "orpr_ray.data.cli",
+    "orpr_ray.pipeline",
+    "orpr_ray.sim.cli",
+    "orpr_ray.train.cli",
+    "orpr_ray.label.cli",
+    "orpr_ray.rl.cli",
+    "orpr_ray.evaluate.cli",
+    "orpr_ray.serve.cli",
+    "orpr_ray.classic.cli",
 )
 
 

@@ -1,0 +1,83 @@
+"""Expert-guided promotion fine-tune: the synthetic expert, the expert-label file checks, the stage."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from rl_helpers import make_world, materialise
+
+from orpr_ray.cli import main
+from orpr_ray.core.artifacts import read_manifest
+from orpr_ray.core.errors import InputError
+from orpr_ray.label.candidates import evaluate_decisions, label_horizon
+from orpr_ray.rl.promo import EXPERT_FILE, promotion_points, read_expert_labels, synthetic_expert, with_expert
+
+
+@pytest.fixture(scope="module")
+def world():
+    return make_world()
+
+
+@pytest.fixture(scope="module")
+def expert(world):
+    return synthetic_expert(world.ds, world.labels, world.cfg)
+
+
+def write(frame: pd.DataFrame, folder) -> str:
+    path = folder / "expert.csv"
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+def test_synthetic_expert_labels_promotion_points_with_the_service_level(world, expert, tmp_path):
+    assert len(expert) > 0 and list(expert.columns) == ["sku", "dc", "date", "v"]
+    rows = read_expert_labels(write(expert, tmp_path), world.ds, world.labels, world.cfg.label.grid)
+    assert promotion_points(world.ds, rows["unit"], rows["day"], label_horizon(world.ds, world.cfg.label)).all()
+    grid = np.asarray(world.cfg.label.grid, dtype=float)
+    m = evaluate_decisions(world.ds, rows["unit"], rows["day"], grid, sim=world.cfg.sim, label=world.cfg.label)
+    chosen = rows["expert_index"].to_numpy()
+    serves = m.lost_value <= (1 - world.cfg.rl.promo.expert_service_level) * m.demand_value
+    at = np.arange(len(rows))
+    assert (serves[at, chosen] | (chosen == len(grid) - 1)).all()          # serves, or the largest cover
+    assert not (serves & (np.arange(len(grid))[None, :] < chosen[:, None])).any()  # and is the smallest that does
+    labels = with_expert(world.labels, rows)
+    assert (labels["expert_index"] >= 0).sum() == len(rows) and len(labels) == len(world.labels)
+
+
+@pytest.mark.parametrize("change, field, problem", [
+    (lambda f: f.assign(sku=["nope"] + list(f["sku"][1:])), "sku", "unknown unit"),
+    (lambda f: f.assign(date=["2024-01-02"] + list(f["date"][1:])), "date", "not a labelled decision date"),
+    (lambda f: f.assign(v=[0.5] + list(f["v"][1:])), "v", "not on the inventory-days grid"),
+    (lambda f: pd.concat([f, f.iloc[:1]]), "date", "second label"),
+    (lambda f: f.drop(columns=["v"]), "v", "required column missing"),
+    (lambda f: f.assign(date=["1999-01-01"] + list(f["date"][1:])), "date", "outside the calendar"),
+])
+def test_bad_expert_files_name_file_field_and_row(world, expert, change, field, problem, tmp_path):
+    path = write(change(expert.copy()), tmp_path)
+    with pytest.raises(InputError, match=problem) as err:
+        read_expert_labels(path, world.ds, world.labels, world.cfg.label.grid)
+    assert err.value.file == path and err.value.field == field
+    if problem != "required column missing":
+        assert "line" in err.value.where
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_orpr_promo_fine_tunes_from_the_rl_policy_and_reports_the_effect(ray_session, world, tmp_path):
+    paths = materialise(world, tmp_path)
+    rl_dir, out = tmp_path / "rl", tmp_path / "promo"
+    assert main(["rl", "--checkpoint", str(paths["start"]), "--out", str(rl_dir), "--set", "rl.steps=2"]) == 0
+    assert main(["promo", "--checkpoint", str(rl_dir), "--out", str(out), "--set", "rl.promo.steps=2",
+                 "--set", "rl.promo.eval_every=1"]) == 0
+    manifest = read_manifest(out)
+    assert manifest["stage"] == "promo" and EXPERT_FILE in manifest["outputs"]
+    report = json.loads((out / "report.json").read_text())
+    effect = report["promotion_effect"]["val"]
+    assert {"promotion_lost_sales_before", "promotion_lost_sales_after", "other_turnover_before",
+            "other_turnover_after"} <= set(effect)
+    stages = pd.read_csv(out / "stages.csv")
+    assert set(stages["stage"]) == {"rl", "promo"}
+    assert {"val/promotion", "val/other", "test/promotion", "test/other"} == set(stages["window"])
+    assert pd.read_csv(out / "history.csv")["step"].tolist() == [0, 1, 2]
