@@ -16,8 +16,9 @@ class PPOConfig(Strict):
 
     enabled: bool = Field(True, description="train and backtest the pure-RL baseline")
     sample_budget: int | None = Field(
-        None, ge=1, description="environment steps PPO trains on; None = as many as the RLOO run scored "
-                                "(its manifest), else fallback_budget")
+        20000, ge=1, description="environment steps PPO trains on (the default keeps `make demo` near 10 "
+                                 "minutes on 2 cores; it is below the RLOO run's scored samples); None = as "
+                                 "many as the RLOO run scored (its manifest), else fallback_budget")
     fallback_budget: int = Field(20000, ge=1, description="steps when neither sample_budget nor an RLOO run "
                                                           "gives one")
     max_states: int = Field(20000, ge=1, description="training-window decision points tabulated for the "

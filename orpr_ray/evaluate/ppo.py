@@ -19,9 +19,9 @@ Speed: the environment's ``step`` replays one action and gathers one observation
 per second on this machine kind), so :func:`build_tables` computes every state's observation in
 batched gathers and every (state, action) cost in chunked vectorised replays once, and
 :class:`TabulatedCostEnv` steps by lookup; a test pins both tables to the environment's own
-``_observe`` and ``step``. Budget: as many environment steps as the RLOO run scored
-(``rl.steps x rl.batch_states x rl.k x workers``, from its manifest) unless
-``evaluate.ppo.sample_budget`` says otherwise.
+``_observe`` and ``step``. Budget: ``evaluate.ppo.sample_budget`` steps (a demo-sized default), or,
+when it is None, as many as the RLOO run scored (``rl.steps x rl.batch_states x rl.k x workers``,
+from its manifest).
 
 Output ``backtest/ppo/``: ``tables.npz``, ``checkpoint/`` (RLlib), ``progress.csv``, ``manifest.json``
 (last); a finished run with the same settings is reused.
