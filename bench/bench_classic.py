@@ -20,17 +20,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_sim import machine  # noqa: E402
+from common import BENCHMARKS, machine, write_section  # noqa: E402  (bench/ is on sys.path)
 
 from orpr_ray.classic.benchmark import POLICY_NAMES, PolicyReport, run_policies  # noqa: E402
 from orpr_ray.classic.config import ClassicConfig  # noqa: E402
 from orpr_ray.classic.distributions import parse_demand  # noqa: E402
 from orpr_ray.classic.model import LostSalesProblem  # noqa: E402
-from orpr_ray.core.artifacts import write_text_atomic  # noqa: E402
 
-BENCHMARKS = ROOT / "docs" / "BENCHMARKS.md"
 SECTION = "## Classic lost-sales benchmark"
 # Zipkin (2008), Old and New Methods for Lost-Sales Inventory Systems, Oper. Res. 56(5), Table 3
 # (Poisson mean 5, h = 1), the values we could trace to the paper: (L, p) -> {policy: cost}.
@@ -150,16 +147,6 @@ def published_lines(cells: list[dict]) -> list[str]:
             "| L | p | policy | published | this run |", "|---|---|---|---|---|", *rows]
 
 
-def write_section(text: str) -> None:
-    """Make ``text`` the body of the classic section (created if absent), other sections untouched."""
-    doc = BENCHMARKS.read_text() if BENCHMARKS.exists() else (
-        "# Benchmarks\n\nEvery result carries the command that produced it and the machine it ran on.\n")
-    if SECTION not in doc:
-        doc = doc.rstrip("\n") + f"\n\n{SECTION}\n\n"
-    head, _, rest = doc.partition(SECTION)
-    next_section = rest.find("\n## ")
-    tail = "" if next_section < 0 else rest[next_section + 1:]
-    write_text_atomic(BENCHMARKS, head + SECTION + "\n\n" + text + ("\n" + tail if tail else ""))
 
 
 def main() -> None:
@@ -178,7 +165,7 @@ def main() -> None:
     text = entry(args, cells, time.perf_counter() - started, time.process_time() - started_cpu)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(SECTION, text, replace=True)
         print(f"written to {BENCHMARKS.relative_to(ROOT)}")
 
 

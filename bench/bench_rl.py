@@ -23,7 +23,6 @@ for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MK
 
 import argparse  # noqa: E402
 import datetime as dt  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -33,8 +32,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from common import BENCHMARKS, machine, write_section  # noqa: E402  (bench/ is on sys.path)
 from orpr_ray.config import OrprConfig  # noqa: E402
-from orpr_ray.core.artifacts import write_text_atomic  # noqa: E402
 from orpr_ray.data.split import time_split  # noqa: E402
 from orpr_ray.data.synth import synthesize  # noqa: E402
 from orpr_ray.label.candidates import label_horizon  # noqa: E402
@@ -49,7 +48,6 @@ from orpr_ray.train.report import naive_label_predictions, prepare_labels  # noq
 from orpr_ray.train.stages import label_points  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = ROOT / "docs" / "BENCHMARKS.md"
 SECTION = "## RLOO"
 
 
@@ -122,11 +120,6 @@ def bench_env(job: RLJob, steps: int) -> dict:
     return {"per_s": steps / run_s, "seconds": run_s}
 
 
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown CPU") if Path("/proc/cpuinfo").exists() else "unknown CPU"
-    return (f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; Python "
-            f"{platform.python_version()}, torch {torch.__version__}")
 
 
 def report(args, cfg: OrprConfig, job: RLJob, n_params: int, results: dict) -> str:
@@ -154,16 +147,6 @@ def report(args, cfg: OrprConfig, job: RLJob, n_params: int, results: dict) -> s
     ])
 
 
-def write_entry(entry: str) -> None:
-    """Append the entry to the RLOO section (created if absent); other sections stay untouched."""
-    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else (
-        "# Benchmarks\n\nEvery result carries the command that produced it and the machine it ran on.\n")
-    if SECTION not in text:
-        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n"
-    head, _, rest = text.partition(SECTION)
-    next_section = rest.find("\n## ")
-    body, tail = (rest, "") if next_section < 0 else (rest[:next_section + 1], rest[next_section + 1:])
-    write_text_atomic(BENCHMARKS, head + SECTION + body.rstrip("\n") + "\n\n" + entry + ("\n" + tail if tail else ""))
 
 
 def main() -> None:
@@ -188,7 +171,7 @@ def main() -> None:
     entry = report(args, cfg, job, n_params, results)
     print(entry)
     if not args.no_write:
-        write_entry(entry)
+        write_section(SECTION, entry)
         print(f"added to {BENCHMARKS.relative_to(ROOT)}")
 
 

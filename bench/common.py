@@ -30,8 +30,9 @@ def machine() -> str:
     except OSError:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    torch = f", torch {sys.modules['torch'].__version__}" if "torch" in sys.modules else ""
     return (f"{cpu}, {cores} cores visible, {platform.system()} {platform.release()}; "
-            f"Python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}")
+            f"Python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}{torch}")
 
 
 def write_section(section: str, entry: str, *, replace: bool = False) -> None:
