@@ -15,17 +15,15 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 
+from common import BENCHMARKS, REPO, machine, write_section  # (bench/ is on sys.path)
 from orpr_ray.config import OrprConfig
-from orpr_ray.core.artifacts import write_text_atomic
 from orpr_ray.core.ray_env import ensure_ray
 from orpr_ray.data.split import time_split
 from orpr_ray.data.synth import synthesize
@@ -38,8 +36,6 @@ from orpr_ray.train.report import prepare_labels
 from orpr_ray.train.runner import Inputs, fit_stats, train_stage
 from orpr_ray.train.stages import StageJob, forecast_points, label_points, sample_points, with_known
 
-ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = ROOT / "docs" / "BENCHMARKS.md"
 SECTION = "## Training throughput"
 STAGES = ("forecast", "decision", "finetune")
 
@@ -79,13 +75,6 @@ def timed_fit(stage: str, cfg: OrprConfig, inputs: Inputs, stats, init: dict | N
             "points_per_worker": last["points_per_worker"], "fit_s": time.perf_counter() - started}
 
 
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown CPU") if Path("/proc/cpuinfo").exists() else "unknown CPU"
-    return (f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; Python "
-            f"{platform.python_version()}, torch {torch.__version__}")
-
-
 def report(args, cfg: OrprConfig, n_params: int, rows: list[dict], load: tuple[float, float], command: str) -> str:
     lines = [
         f"### {dt.date.today().isoformat()}: {cfg.data.synth.units} units x {cfg.data.synth.days} days, "
@@ -111,18 +100,6 @@ def report(args, cfg: OrprConfig, n_params: int, rows: list[dict], load: tuple[f
         lines.append(f"| {r['stage']} | {trains[r['stage']]} | {label} | {r['per_worker']:,.0f} | "
                      f"{r['per_worker'] * workers:,.0f} | {r['points_per_worker']:,} | {r['fit_s']:.0f} |")
     return "\n".join(lines + [""])
-
-
-def write_entry(entry: str) -> None:
-    """Append the entry to the training section (created if absent); other sections stay untouched."""
-    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else (
-        "# Benchmarks\n\nEvery result carries the command that produced it and the machine it ran on.\n")
-    if SECTION not in text:
-        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n"
-    head, _, rest = text.partition(SECTION)
-    next_section = rest.find("\n## ")
-    body, tail = (rest, "") if next_section < 0 else (rest[:next_section + 1], rest[next_section + 1:])
-    write_text_atomic(BENCHMARKS, head + SECTION + body.rstrip("\n") + "\n\n" + entry + ("\n" + tail if tail else ""))
 
 
 def main() -> None:
@@ -157,8 +134,8 @@ def main() -> None:
                    " ".join(["python bench/bench_train.py", *sys.argv[1:]]))
     print(entry)
     if not args.no_write:
-        write_entry(entry)
-        print(f"added to {BENCHMARKS.relative_to(ROOT)}")
+        write_section(SECTION, entry)
+        print(f"added to {BENCHMARKS.relative_to(REPO)}")
 
 
 if __name__ == "__main__":
