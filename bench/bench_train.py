@@ -84,8 +84,9 @@ def report(args, cfg: OrprConfig, n_params: int, rows: list[dict], load: tuple[f
         f"- Command: `{command}`",
         f"- Machine: {machine()}; load average {load[0]:.1f} at the start, {load[1]:.1f} at the end (a shared "
         f"machine: other jobs slow the wall clock)",
-        f"- Network: {n_params:,} parameters (default model config); torch threads per worker = cores / workers "
-        f"(`train.torch_threads` unset); 'in-process' = `train.num_workers=0`, the same loop without Ray",
+        f"- Network: {n_params:,} parameters (default model config); {cfg.train.torch_threads or 'cores / workers'} "
+        "torch thread(s) per worker (`train.torch_threads`); 'in-process' = `train.num_workers=0`, the same loop "
+        "without Ray",
         "- Samples/s per worker = the last epoch's training points per second of wall time on one worker; "
         "total = x workers. Fit = the whole `TorchTrainer.fit` (start-up, all epochs, checkpoints).",
         "",

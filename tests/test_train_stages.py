@@ -1,6 +1,8 @@
 """The stage loops and their metrics, in this process (no Ray): windows, sharding, learning, resuming."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -163,4 +165,5 @@ def test_stage_without_labels_is_an_input_error(data, tmp_path):
 
 def test_worker_threads_share_the_machine():
     assert worker_threads(tiny_config(torch_threads=3)) == 3
-    assert worker_threads(tiny_config(num_workers=64)) == 1
+    assert worker_threads(tiny_config(torch_threads=None, num_workers=64)) == 1
+    assert worker_threads(tiny_config(torch_threads=None, num_workers=1)) == (os.cpu_count() or 1)

@@ -20,8 +20,10 @@ class TrainConfig(Strict):
     num_workers: int = Field(1, ge=0, description="Ray Train workers (data-parallel); 0 = run the same loop "
                                                   "in this process without Ray (debugging, quick tests)")
     cpus_per_worker: float = Field(1, gt=0)
-    torch_threads: int | None = Field(None, ge=1, description="torch threads per worker; None = the machine's "
-                                                              "cores divided by the workers")
+    torch_threads: int | None = Field(1, ge=1, description="torch threads per worker; None = the machine's "
+                                                           "cores divided by the workers. 1 by default: on a "
+                                                           "shared machine a second intra-op thread made a step "
+                                                           "4x slower (docs/MODEL.md); add workers instead")
     batch_size: int = Field(256, ge=1, description="points per optimizer step, all workers together (each "
                                                    "worker takes batch_size / num_workers), so the number of "
                                                    "workers does not change the optimisation")

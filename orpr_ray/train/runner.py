@@ -116,8 +116,8 @@ class LocalContext:
 
 
 def worker_threads(cfg: OrprConfig) -> int:
-    """Torch threads per worker: the configured number, else this machine's cores shared by the workers
-    (two workers on two cores must not each start two threads)."""
+    """Torch threads per worker: the configured number, else (None) this machine's cores shared by the
+    workers (two workers on two cores must not each start two threads)."""
     tc = cfg.train
     return tc.torch_threads or max(1, (os.cpu_count() or 1) // max(1, tc.num_workers))
 
@@ -136,7 +136,7 @@ def train_stage(job: StageJob, *, storage: Path, run_name: str, dest: Path) -> P
     if cfg.train.num_workers == 0:
         context = LocalContext(storage / run_name)
         previous = torch.get_num_threads()
-        torch.set_num_threads(worker_threads(cfg) if cfg.train.torch_threads else previous)
+        torch.set_num_threads(worker_threads(cfg))
         try:
             run_stage(job, context)
         finally:
