@@ -5,7 +5,10 @@ A stage runs as a ``TorchTrainer`` (Train V2) with ``train.num_workers`` CPU wor
 in the object store once. Runs are stored under ``<out>/ray/<stage>-<key>``: the key hashes
 everything that changes the result, so re-running the same command resumes an interrupted run
 from its last checkpoint (``ray.train.get_checkpoint``), and a changed config starts afresh.
-``train.num_workers = 0`` runs the same loop in this process, without Ray.
+``train.num_workers = 0`` runs the same loop in this process, without Ray. A worker that dies is
+restarted by Ray Train (up to ``MAX_FAILURES`` times per run) and resumes from the last checkpoint.
+``ORPR_FAULT_KILL_TRAIN_EPOCH=N`` exists for fault-injection tests: rank 0 dies (SIGKILL) right after its
+checkpoint of epoch N is committed, on the run's first attempt only.
 
 Output folder of ``orpr pretrain``: ``forecaster/model.pt`` (stage 1), ``policy/model.pt``
 (stage 2), ``report.json``, ``manifest.json`` (last); ``orpr finetune`` writes ``policy/model.pt``,
@@ -19,6 +22,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -45,26 +49,61 @@ from orpr_ray.train.stages import StageJob, forecast_points, label_points, run_s
 # Settings that change how fast a stage runs, never what it computes: a resumed run may change them.
 RUNTIME_ONLY = ("num_workers", "cpus_per_worker", "torch_threads")
 STATS_POINTS = 20000  # forecast points the scaling statistics are fitted on when there are no labels
+MAX_FAILURES = 2  # worker-group restarts Ray Train allows a run; each resumes from the last checkpoint
+FAULT_ENV = "ORPR_FAULT_KILL_TRAIN_EPOCH"  # "2": rank 0 dies after reporting epoch 2, first attempt only
+FAULT_MARKER = ".fault-kill-train"  # in the run's storage folder: the killed attempt's pid and last metrics
+
+
+@dataclass(frozen=True)
+class TrainFault:
+    """Fault injection for tests: rank 0 dies right after reporting the checkpoint of ``epoch``
+    while ``marker`` is absent; the dying attempt writes it, so the restarted worker carries on."""
+
+    epoch: int
+    marker: str
+
+    def strike(self, metrics: dict) -> None:
+        """Die hard once Ray Train has committed the checkpoint just reported (first attempt only)."""
+        marker = Path(self.marker)
+        if marker.exists():
+            return
+        import ray.train
+
+        # ray.train.report only queues the checkpoint; the controller registers it when it next polls
+        # this worker. Dying before that would lose it, and the restart would resume from the one before.
+        ray.train.get_all_reported_checkpoints(consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED)
+        write_json_atomic(marker, {"pid": os.getpid(), "metrics": metrics})
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def train_fault(run_dir: Path) -> TrainFault | None:
+    """The fault ``FAULT_ENV`` asks for, read by the driver (the workers need not inherit it)."""
+    raw = os.environ.get(FAULT_ENV, "").strip()
+    return TrainFault(epoch=int(raw), marker=str(run_dir / FAULT_MARKER)) if raw else None
 
 
 # ----------------------------------------------------------------------------------------------
 # Worker contexts: Ray Train, or this process.
 
 class RayWorkerContext:
-    """A Ray Train worker: rank and world size from the train context, checkpoints through Ray."""
+    """A Ray Train worker: rank and world size from the train context, checkpoints through Ray.
+    ``fault``: die after reporting one epoch's checkpoint (fault-injection tests; None in real runs)."""
 
-    def __init__(self):
+    def __init__(self, fault: TrainFault | None = None):
         import ray.train
 
         context = ray.train.get_context()
         self.rank = context.get_world_rank()
         self.world_size = context.get_world_size()
+        self.fault = fault
 
     def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
         import ray.train
 
         checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
         ray.train.report(metrics, checkpoint=checkpoint)
+        if self.fault is not None and checkpoint is not None and metrics.get("epoch") == self.fault.epoch:
+            self.fault.strike(metrics)
 
     @contextlib.contextmanager
     def resume_dir(self) -> Iterator[str | None]:
@@ -126,7 +165,7 @@ def _ray_worker(config: dict) -> None:
     import ray
 
     torch.set_num_threads(config["threads"])
-    run_stage(ray.get(config["job"]), RayWorkerContext())
+    run_stage(ray.get(config["job"]), RayWorkerContext(config["fault"]))
 
 
 def train_stage(job: StageJob, *, storage: Path, run_name: str, dest: Path) -> Path:
@@ -146,16 +185,19 @@ def train_stage(job: StageJob, *, storage: Path, run_name: str, dest: Path) -> P
     from orpr_ray.core.ray_env import ensure_ray
 
     ray = ensure_ray()
-    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    storage = storage.resolve()
     trainer = TorchTrainer(
         _ray_worker,
-        train_loop_config={"job": ray.put(job), "threads": worker_threads(cfg)},
+        train_loop_config={"job": ray.put(job), "threads": worker_threads(cfg),
+                           "fault": train_fault(storage / run_name)},
         scaling_config=ScalingConfig(num_workers=cfg.train.num_workers, use_gpu=False,
                                      resources_per_worker={"CPU": cfg.train.cpus_per_worker}),
-        run_config=RunConfig(name=run_name, storage_path=str(storage.resolve()),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
+        run_config=RunConfig(name=run_name, storage_path=str(storage),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2),
+                             failure_config=FailureConfig(max_failures=MAX_FAILURES)),
     )
     result = trainer.fit()
     if result.checkpoint is None:
