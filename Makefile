@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_DIR ?= runs/demo
+DEMO_CONFIG ?= jobs/demo.yaml
 export RAY_AUTH_MODE := disabled
 export RAY_USAGE_STATS_ENABLED := 0
 export RAY_TRAIN_HEALTH_CHECK_INTERVAL_S := 0.2
@@ -19,7 +20,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/orpr pipeline --out $(RUN_DIR)
+	$(BIN)/orpr pipeline --out $(RUN_DIR) --config $(DEMO_CONFIG)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -17,7 +17,8 @@ from orpr_ray.evaluate.backtest import (DAY_MASKS, POLICY_INFO, backtest_setup, 
                                         classic_candidates, group_table, groups_of, ratios, run_backtest,
                                         segment_labels, simulate_policy, unit_sums)
 from orpr_ray.evaluate.config import CLASSIC_POLICIES, EvaluateConfig
-from orpr_ray.evaluate.policies import ReviewPoints, label_targets, review_points, scheduled_policy
+from orpr_ray.evaluate.policies import label_targets
+from orpr_ray.sim.scheduled import ReviewPoints, review_points, scheduled_policy
 from orpr_ray.sim.baseline import run_baseline
 from orpr_ray.sim.policies import InventoryDaysPolicy
 from orpr_ray.sim.rolling import review_mask, simulate_rolling

@@ -13,7 +13,8 @@ from matplotlib.figure import Figure
 from orpr_ray.core.artifacts import read_manifest
 from orpr_ray.data.io import load_dataset
 from orpr_ray.evaluate.backtest import backtest_setup, run_backtest
-from orpr_ray.evaluate.policies import network_targets, review_points
+from orpr_ray.evaluate.policies import network_targets
+from orpr_ray.sim.scheduled import review_points
 from orpr_ray.evaluate.ppo import TabulatedCostEnv, Tables, build_tables, observations
 from orpr_ray.evaluate.report import write_report
 from orpr_ray.label.candidates import label_horizon

@@ -5,10 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orpr_ray.label.calibrate import GroupTarget, calibrate_on_path, calibration_table, group_target, solve_group
+from orpr_ray.label.calibrate import (GroupTarget, calibrate_on_path, calibration_table, group_target, least_cost_on_path,
+                                      solve_group)
 from orpr_ray.label.config import LabelConfig
 from orpr_ray.label.knapsack import lagrangian_path
-from test_label_knapsack import brute_force, random_group
+from test_label_knapsack import brute_force, picked, random_group
 
 DEFAULT = GroupTarget(float("nan"), "default")
 
@@ -21,6 +22,31 @@ def test_target_sources_in_order_and_weighted_by_demand():
     assert group_target(nan, np.array([8.0, np.nan, 12.0]), np.zeros(3), label) == GroupTarget(10.0, "historical")
     assert group_target(nan, nan, np.ones(3), label).source == "default"
     assert group_target(np.ones(3), nan, np.ones(3), LabelConfig(calibrate=False)).source == "default"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_least_cost_point_matches_a_scan_of_every_path_point(seed):
+    rng = np.random.default_rng(seed)
+    stock, lost = random_group(rng, 12, 6)
+    cost = 0.01 * stock + rng.uniform(0.2, 0.6, size=(12, 1)) * lost  # per-unit penalty weights, like margins
+    path = lagrangian_path(stock, lost)
+    scanned = [picked(cost, path.choice(k)) for k in range(path.n_steps + 1)]
+    assert least_cost_on_path(path, cost) == int(np.argmin(scanned))
+
+
+def test_total_cost_target_labels_the_least_cost_path_point():
+    rng = np.random.default_rng(11)
+    stock, lost = random_group(rng, 20, 8)
+    cost = 0.05 * stock + lost
+    demand = lost.max(axis=1) + 1.0
+    label = LabelConfig(calibrate_to="total_cost")
+    target = group_target(np.full(20, 5.0), np.full(20, np.nan), demand, label)
+    assert target.source == "total_cost"  # the turnover attribute is not the target any more
+    out = solve_group(stock, lost, demand, target, label, cost=cost)
+    path = lagrangian_path(stock, lost)
+    best = min(picked(cost, path.choice(k)) for k in range(path.n_steps + 1))
+    assert picked(cost, out.choice) == pytest.approx(best)
+    assert out.status == "optimal" and 0 < out.alpha <= 1
 
 
 def test_calibration_finds_the_nearest_turnover_on_the_rising_part():

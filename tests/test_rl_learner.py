@@ -1,6 +1,7 @@
 """The RLOO learner: updates only what it trains, checkpoints and resumes exactly, anchors expert states."""
 from __future__ import annotations
 
+import dataclasses
 from typing import get_args
 
 import numpy as np
@@ -9,9 +10,10 @@ import torch
 from pydantic import ValidationError
 from rl_helpers import make_world, tiny_config
 
-from orpr_ray.model.network import PARTS
+from orpr_ray.model.checkpoint import read_checkpoint
+from orpr_ray.model.network import PARTS, target_index
 from orpr_ray.rl.config import Part, RLConfig
-from orpr_ray.rl.learner import RLOOLearner, reference_log_probs, run_learner
+from orpr_ray.rl.learner import RLOOLearner, greedy, reference_log_probs, run_learner
 from orpr_ray.train.runner import LocalContext
 
 
@@ -106,3 +108,16 @@ def test_promotion_batches_mix_expert_and_other_states(world):
     promo = world.cfg.rl.promo
     assert (advantages[torch.from_numpy(~batch.expert)] == 0).all() and (advantages[:8] == 1).all()
     assert weights.tolist() == [promo.expert_beta if e else promo.anchor_beta for e in batch.expert]
+
+
+def test_the_policy_is_read_and_saved_with_the_start_checkpoints_decision_rule(world, tmp_path):
+    """RL scores and exports the policy as the backtest and the service read it (the start's quantile)."""
+    meta = dataclasses.replace(world.meta, decision_quantile=0.9)
+    job = dataclasses.replace(world.job(), meta=meta)
+    learner = RLOOLearner(job)
+    choice, log_probs = greedy(learner.model, job, job.val, learner.panel, quantile=0.9)
+    assert torch.equal(torch.from_numpy(choice), target_index(log_probs, 0.9))
+    assert not torch.equal(torch.from_numpy(choice), log_probs.argmax(dim=-1))  # a rule the mode would miss
+    learner.save(str(tmp_path), history=[])
+    assert read_checkpoint(tmp_path)[1].decision_quantile == 0.9
+

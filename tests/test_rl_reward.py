@@ -7,7 +7,7 @@ from rl_helpers import make_world
 
 from orpr_ray.label.candidates import evaluate_decisions
 from orpr_ray.rl.reward import (DOMINATED, DOMINATES, EQUAL, TRADEOFF, hybrid_reward, pareto_outcome, pareto_reward,
-                                rule_reward, score_actions)
+                                relative_cost_reward, rule_reward, score_actions)
 from orpr_ray.sim.engine import GridMetrics
 
 
@@ -72,6 +72,21 @@ def test_pareto_reward_is_scale_free_and_ignores_float_noise():
     assert pareto_reward(sample, ref, tradeoff_scale=0.5) == pytest.approx(big)
     noisy = metrics([[100.0 * (1 + 1e-13)]], [[10.0]])
     assert pareto_outcome(noisy, ref)[0, 0] == EQUAL
+
+
+def test_relative_cost_reward_follows_the_cost_difference_and_is_bounded():
+    ref = metrics([[100.0]], [[10.0]])  # cost 1 + 5 = 6
+    sample = metrics([[90.0, 110.0, 100.0, 300.0, 0.0]], [[10.0, 10.5, 10.0, 0.0, 100.0]])
+    r = relative_cost_reward(sample, ref)[0]
+    cost = np.array([0.9 + 5.0, 1.1 + 5.25, 6.0, 3.0, 50.0])
+    assert r.tolist() == pytest.approx(((6.0 - cost) / (6.0 + cost)).tolist())
+    assert r[0] > 0 > r[1] and r[2] == 0.0  # dominates, dominated, equal keep their signs
+    assert r[1] > r[4] > -1.0  # a slight loss is scored above a stock-out, not alike as in pareto_reward
+    assert pareto_reward(sample, ref, tradeoff_scale=0.5)[0, 1] == -1.0
+    big = relative_cost_reward(metrics([[9000.0, 11000.0]], [[1000.0, 1050.0]]), metrics([[10000.0]], [[1000.0]]))
+    assert big[0] == pytest.approx(relative_cost_reward(metrics([[90.0, 110.0]], [[10.0, 10.5]]), ref)[0])
+    nothing = metrics([[0.0]], [[0.0]])
+    assert relative_cost_reward(nothing, nothing)[0, 0] == 0.0
 
 
 def test_hybrid_mixes_linearly():

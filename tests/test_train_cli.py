@@ -11,6 +11,7 @@ from orpr_ray.cli import main
 from orpr_ray.core.artifacts import read_manifest
 from orpr_ray.data.io import load_dataset, write_dataset
 from orpr_ray.model.policy import load_policy
+from orpr_ray.train.rules import RULE_QUANTILES, rule_name
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -63,7 +64,11 @@ def test_pretrain_then_finetune(inputs, tmp_path, capsys):
     assert read_manifest(fine)["stage"] == "finetune"
     _, meta = load_policy(fine)
     assert meta.stage == "finetune" and "pretrained" in meta.sources
-    assert "decision" in json.loads((fine / "report.json").read_text())["finetune"]
+    report = json.loads((fine / "report.json").read_text())["finetune"]
+    costs = report["decision_rule"]["validation_cost"]
+    assert set(costs) == {rule_name(q) for q in RULE_QUANTILES}
+    assert report["decision_rule"]["chosen"] == min(costs, key=costs.get)  # read on validation, not test
+    assert rule_name(meta.decision_quantile) == report["decision_rule"]["chosen"]  # and stored in the checkpoint
 
 
 def test_finetune_refuses_a_checkpoint_of_another_config(inputs, tmp_path, capsys):

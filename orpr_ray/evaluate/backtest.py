@@ -39,11 +39,12 @@ from orpr_ray.data.config import SplitConfig
 from orpr_ray.data.dataset import Dataset
 from orpr_ray.data.split import TimeSplit, time_split
 from orpr_ray.data.stats import abc_classes, sales_value, xyz_classes
-from orpr_ray.evaluate.policies import ReviewPoints, label_targets, network_targets, review_points, scheduled_policy
+from orpr_ray.evaluate.policies import label_targets, network_targets
 from orpr_ray.sim.config import SimConfig
-from orpr_ray.sim.engine import SimState, UnitParams, inventory_days_to_levels
+from orpr_ray.sim.engine import SimState, UnitParams
 from orpr_ray.sim.policies import trailing_mean_demand
-from orpr_ray.sim.rolling import Policy, simulate_rolling
+from orpr_ray.sim.rolling import Policy, simulate_rolling, warm_start
+from orpr_ray.sim.scheduled import ReviewPoints, review_points, scheduled_policy
 
 OUT_FOLDER = "backtest"
 # Upstream stage folders of a run directory, in pipeline order.
@@ -104,8 +105,7 @@ def backtest_setup(ds: Dataset, sim: SimConfig, split_cfg: SplitConfig) -> Setup
     params = UnitParams.from_units(ds.units)
     d_hat = trailing_mean_demand(ds.sales, sim.demand_window_days)
     eval_start = max(0, split.test_start - sim.warmup_days)
-    start_state = SimState.empty(inventory_days_to_levels(params.lead_time + params.review_period,
-                                                          d_hat[:, eval_start]))
+    start_state = warm_start(params, d_hat, eval_start)
     return Setup(ds=ds, split=split, params=params, d_hat=d_hat, eval_start=eval_start,
                  start_state=start_state, sim=sim)
 

@@ -45,7 +45,7 @@ from orpr_ray.train.stages import Points, make_batch
 if TYPE_CHECKING:
     from orpr_ray.config import OrprConfig
     from orpr_ray.evaluate.backtest import Setup
-    from orpr_ray.evaluate.policies import ReviewPoints, ScheduledDaysPolicy
+    from orpr_ray.sim.scheduled import ReviewPoints, ScheduledDaysPolicy
     from orpr_ray.rl.env import ReplenishmentEnv
 
 COST_ENV_NAME = "orpr-replenishment-cost-v0"
@@ -270,7 +270,7 @@ def ppo_policy(run_dir: Path, setup: "Setup", cfg: "OrprConfig", points: "Review
     Returns (policy, note), or (None, why) when the run lacks what the environment needs.
     """
     from orpr_ray.evaluate.backtest import CHECKPOINTS, checkpoint_dir, finished
-    from orpr_ray.evaluate.policies import scheduled_policy
+    from orpr_ray.sim.scheduled import scheduled_policy
     from orpr_ray.rl.env import make_env
 
     network, note = checkpoint_dir(run_dir, CHECKPOINTS["network"])

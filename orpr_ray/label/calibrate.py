@@ -7,6 +7,9 @@ Target of a group, first source that has one (docs/LABELS.md):
    ``label.historical_turnover_column`` (the Dataset has no on-hand panel of its own);
 3. ``default``: no turnover target; alpha is ``label.default_service_level``.
 
+With ``label.calibrate_to = "total_cost"`` the target is instead the group's least simulated total
+cost (source ``total_cost``): the labels then optimise the objective the backtest scores.
+
 Calibration runs along the Lagrangian path of the group (knapsack.py): service rises monotonically
 from its least-stock start to its least-loss end, and every point is the exact optimum of the
 knapsack at the alpha implied by its own loss, so the search over alpha is a search over path points
@@ -23,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from orpr_ray.label.config import LabelConfig
-from orpr_ray.label.knapsack import Solution, lagrangian_path, solve_budget, solve_with_model
+from orpr_ray.label.knapsack import LagrangianPath, Solution, lagrangian_path, solve_budget, solve_with_model
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class GroupTarget:
 def group_target(attribute: np.ndarray, historical: np.ndarray, weight: np.ndarray,
                  label: LabelConfig) -> GroupTarget:
     """The group's turnover target from per-unit values (n,) (NaN = none), weighted by demand value."""
+    if label.calibrate and label.calibrate_to == "total_cost":
+        return GroupTarget(float("nan"), "total_cost")
     if label.calibrate:
         for values, source in ((attribute, "attribute"), (historical, "historical")):
             has = np.isfinite(values)
@@ -42,6 +47,21 @@ def group_target(attribute: np.ndarray, historical: np.ndarray, weight: np.ndarr
                 w = weight[has] if weight[has].sum() > 0 else None
                 return GroupTarget(float(np.average(values[has], weights=w)), source)
     return GroupTarget(float("nan"), "default")
+
+
+def least_cost_on_path(path: LagrangianPath, cost: np.ndarray) -> int:
+    """Path index (0..K) of the least group total cost; cost (n, C) per unit and candidate.
+
+    Each step moves one unit one hull position, so the group's cost along the path is a running
+    sum of per-step changes (no re-evaluation of the K + 1 choices). Ties go to the least stock."""
+    rows = np.arange(len(path.hull))
+    start = cost[rows, path.hull[:, 0]].sum()
+    if path.n_steps == 0:
+        return 0
+    before = path.hull[path.step_unit, path.step_pos - 1]
+    after = path.hull[path.step_unit, path.step_pos]
+    along = start + np.concatenate([[0.0], np.cumsum(cost[path.step_unit, after] - cost[path.step_unit, before])])
+    return int(np.argmin(along))
 
 
 def calibrate_on_path(total_stock: np.ndarray, total_loss: np.ndarray, demand: float,
@@ -87,10 +107,11 @@ class GroupOutcome:
 
 def solve_group(stock: np.ndarray, lost: np.ndarray, demand: np.ndarray, target: GroupTarget,
                 label: LabelConfig, *, allowed: np.ndarray | None = None, cap_coef: np.ndarray | None = None,
-                crosscheck: bool = False) -> GroupOutcome:
+                cost: np.ndarray | None = None, crosscheck: bool = False) -> GroupOutcome:
     """Label one group: stock, lost (n, C); demand (n,) demand value; allowed (n, C) bool.
 
     cap_coef (n, C): each candidate's share of ``label.stock_budget`` (needed when a budget is set).
+    cost (n, C): each candidate's total cost (needed by the ``total_cost`` target).
     """
     t0 = time.perf_counter()
     path = lagrangian_path(stock, lost, allowed)
@@ -108,7 +129,10 @@ def solve_group(stock: np.ndarray, lost: np.ndarray, demand: np.ndarray, target:
         alpha, note = label.default_service_level, ""
         sol = solve_budget(path, stock, lost, (1 - alpha) * demand_total, allowed)
     else:
-        k, note = calibrate_on_path(path.total_stock, path.total_loss, demand_total, target.turnover)
+        if target.source == "total_cost":
+            k, note = least_cost_on_path(path, cost), ""
+        else:
+            k, note = calibrate_on_path(path.total_stock, path.total_loss, demand_total, target.turnover)
         alpha = min(1.0, max(0.0, 1.0 - path.total_loss[k] / demand_total))
         objective = float(path.total_stock[k])
         sol = Solution("optimal", path.choice(k), objective, objective)

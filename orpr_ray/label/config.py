@@ -22,6 +22,10 @@ class LabelConfig(Strict):
     group_by: list[str] = Field(["category", "dc"], description="unit attribute columns that define a group")
     group_by_date: bool = Field(True, description="a group is also one decision date (else all dates together)")
     calibrate: bool = Field(True, description="calibrate alpha to a turnover target (else default service level)")
+    calibrate_to: Literal["turnover", "total_cost"] = Field(
+        "turnover", description="what the calibration matches: turnover = the group's turnover target (attribute, "
+                                "then historical); total_cost = the group's least simulated total cost (holding + "
+                                "lost-sales penalty, the evaluation objective), whatever its turnover")
     default_service_level: float = Field(0.95, gt=0, le=1,
                                          description="alpha of a group without a turnover target")
     historical_turnover_column: str = Field(

@@ -129,6 +129,7 @@ def label_shard(ds: Dataset, unit: np.ndarray, day: np.ndarray, *, label: LabelC
         target = group_target(attribute[rows], historical[rows], demand, label)
         out = solve_group(m.stock_value, m.lost_value, demand, target, label, allowed=allowed[rows],
                           cap_coef=m.stock_value / horizon,  # mean on-hand value over the horizon
+                          cost=m.holding_cost + m.penalty_cost,
                           crosscheck=label.crosscheck_every > 0 and g % label.crosscheck_every == 0)
         picked = m.select(out.choice)  # (n, 1)
         choice[rows], alpha[rows], fallback[rows] = out.choice, out.alpha, out.fallback

@@ -69,6 +69,9 @@ class RLConfig(Strict):
     sim_reference: Literal["label", "reference_policy"] = Field(
         "label", description="the action r_sim compares against: the rule target (OR or expert label), or the "
                              "frozen reference network's choice")
+    sim_score: Literal["pareto", "cost"] = Field(
+        "pareto", description="r_sim: pareto = +1 dominates / -1 dominated / a bounded cost score for trade-offs; "
+                              "cost = the relative total-cost saving (c_ref - c) / (c_ref + c) in every case")
     tradeoff_scale: float = Field(0.5, gt=0, le=1, description="bound of the trade-off score, so a dominating "
                                                                "action always beats a trade-off")
     # RLOO.
@@ -86,6 +89,9 @@ class RLConfig(Strict):
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     val_points: int = Field(2048, ge=1, description="validation decision points scored at every evaluation")
+    choose_decision_quantile: bool = Field(
+        True, description="after training, store the decision rule (mode, quantiles 0.5-0.95) of least total cost "
+                          "in a rolling simulation of the validation window; else keep the start checkpoint's rule")
     # Ray.
     num_workers: int = Field(0, ge=0, description="0 = this process; >= 1 = Ray Train workers (data-parallel, "
                                                   "each drawing its own states)")

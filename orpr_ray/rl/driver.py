@@ -16,6 +16,7 @@ Output folder:
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -29,11 +30,12 @@ from orpr_ray.config import OrprConfig
 from orpr_ray.core.artifacts import MANIFEST_NAME, read_manifest, write_json_atomic, write_manifest, write_text_atomic
 from orpr_ray.core.errors import InputError
 from orpr_ray.model.checkpoint import (CHECKPOINT_FILE, CheckpointMeta, build_from_checkpoint, check_compatible,
-                                       read_checkpoint)
+                                       read_checkpoint, save_checkpoint)
 from orpr_ray.model.features import PanelFeatures
 from orpr_ray.rl.learner import (RLJob, States, greedy, run_learner, sample_states, score_policy,
                                 states_from_labels)
-from orpr_ray.train.runner import (Inputs, LocalContext, RayWorkerContext, export_checkpoint, load_inputs,
+from orpr_ray.train.rules import choose_rule, rule_name
+from orpr_ray.train.runner import (MAX_FAILURES, Inputs, LocalContext, RayWorkerContext, export_checkpoint, load_inputs,
                                    source_record)
 
 # Settings that change how a run is executed, never what it computes (excluded from the run key).
@@ -108,14 +110,15 @@ def train_learner(job: RLJob, *, storage: Path, dest: Path) -> list[dict]:
         from orpr_ray.core.ray_env import ensure_ray
 
         ray = ensure_ray()
-        from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+        from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
         from ray.train.torch import TorchTrainer
 
         result = TorchTrainer(
             _ray_worker, train_loop_config={"job": ray.put(job), "threads": rl.torch_threads},
             scaling_config=ScalingConfig(num_workers=rl.num_workers, use_gpu=False),
             run_config=RunConfig(name=name, storage_path=str(storage.resolve()),
-                                 checkpoint_config=CheckpointConfig(num_to_keep=2)),
+                                 checkpoint_config=CheckpointConfig(num_to_keep=2),
+                                 failure_config=FailureConfig(max_failures=MAX_FAILURES)),
         ).fit()
         if result.checkpoint is None:
             raise RuntimeError(f"stage {job.stage} finished without a checkpoint (run {storage / name})")
@@ -134,20 +137,35 @@ def stage_figures(job: RLJob, inputs: Inputs, labels: pd.DataFrame, after_dir: P
     cfg = job.cfg
     panel = PanelFeatures(inputs.ds, job.meta.model_config)
     before = build_from_checkpoint(job.init_state, job.meta)
-    after = build_from_checkpoint(*read_checkpoint(after_dir))
+    after_state, after_meta = read_checkpoint(after_dir)
+    after = build_from_checkpoint(after_state, after_meta)
     start = start_name(job)
     out: dict[str, dict] = {start: {}, job.stage: {}}
     for window in WINDOWS:
         states = states_from_labels(labels, inputs.split, window, cfg)
         parts = {window: np.ones(len(states), dtype=bool)} if segments is None else {
             f"{window}/{name}": mask for name, mask in segments(states).items()}
-        choice_b, log_b = greedy(before, job, states, panel)
-        choice_a, log_a = greedy(after, job, states, panel)
+        choice_b, log_b = greedy(before, job, states, panel, quantile=job.meta.decision_quantile)
+        choice_a, log_a = greedy(after, job, states, panel, quantile=after_meta.decision_quantile)
         for name, mask in parts.items():
             part, rows = states.take(mask), torch.from_numpy(np.flatnonzero(mask))
             out[start][name] = score_policy(job, part, choice_b[mask], log_b[rows], log_b[rows], prefix="")
             out[job.stage][name] = score_policy(job, part, choice_a[mask], log_a[rows], log_b[rows], prefix="")
     return out
+
+
+def store_cheapest_rule(job: RLJob, inputs: Inputs, policy_dir: Path) -> float | None:
+    """Re-save the trained policy with the decision rule of least rolling validation cost
+    (train/rules.py): training moves the whole distribution over the grid, so the rule that read the
+    start policy best need not read the trained one best."""
+    state_dict, meta = read_checkpoint(policy_dir)
+    model = build_from_checkpoint(state_dict, meta)
+    chosen, _ = choose_rule(model, meta, inputs.ds, inputs.split, job.cfg, inputs.history)
+    if chosen != meta.decision_quantile:
+        print(f"[{job.stage}] decision rule {rule_name(chosen)} costs least on the validation window's rolling "
+              f"simulation (start: {rule_name(meta.decision_quantile)}): stored in the checkpoint", flush=True)
+        save_checkpoint(policy_dir, model, dataclasses.replace(meta, decision_quantile=chosen))
+    return chosen
 
 
 def start_name(job: RLJob) -> str:
@@ -216,6 +234,8 @@ def run_rl(cfg: OrprConfig, checkpoint_dir: str | Path, out_dir: str | Path, *, 
     print(f"[rl] {len(job.train)} training states, {len(job.val)} validation states, omega {cfg.rl.omega}, "
           f"beta {cfg.rl.beta}, k {cfg.rl.k}, {cfg.rl.num_workers or 'no Ray'} worker(s)", flush=True)
     history = train_learner(job, storage=out_dir / "ray", dest=out_dir / "policy")
+    if cfg.rl.choose_decision_quantile:
+        store_cheapest_rule(job, inputs, out_dir / "policy")
     figures = stage_figures(job, inputs, inputs.labels, out_dir / "policy")
     manifest = write_stage_outputs(out_dir, job, cfg, inputs_record, history, figures)
     for line in summary_lines(figures):

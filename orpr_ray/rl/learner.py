@@ -29,7 +29,7 @@ from orpr_ray.data.split import TimeSplit
 from orpr_ray.label.candidates import evaluate_decisions
 from orpr_ray.model.checkpoint import CheckpointMeta, build_from_checkpoint, model_for, read_checkpoint, save_checkpoint
 from orpr_ray.model.features import Features, PanelFeatures
-from orpr_ray.model.network import OrprNet, set_trainable, soft_targets
+from orpr_ray.model.network import OrprNet, set_trainable, soft_targets, target_index
 from orpr_ray.rl.reward import DOMINATED, DOMINATES, EQUAL, columns, pareto_outcome, score_actions
 from orpr_ray.rl.rloo import exact_kl, leave_one_out_advantages, rloo_loss, sample_actions
 from orpr_ray.train.report import SIM_KEYS
@@ -110,7 +110,8 @@ class RLJob:
 
     def checkpoint_meta(self, training: dict) -> CheckpointMeta:
         return CheckpointMeta(model_config=self.meta.model_config, stats=self.meta.stats, grid=self.meta.grid,
-                              stage=self.stage, sources=self.sources, training=training)
+                              stage=self.stage, sources=self.sources, training=training,
+                              decision_quantile=self.meta.decision_quantile)
 
 
 def reference_log_probs(ref_logits: torch.Tensor, target: np.ndarray, expert: np.ndarray,
@@ -191,7 +192,8 @@ class RLOOLearner:
                 ref_logits = self.reference(features)["logits"]
             ref_log_probs = reference_log_probs(ref_logits, batch.target, batch.expert, rl.promo.expert_label_width)
             if rl.sim_reference == "reference_policy":
-                ref_choice = np.where(batch.expert, ref_choice, self.grid[ref_logits.argmax(dim=-1).numpy()])
+                deployed = target_index(ref_logits, self.job.meta.decision_quantile).numpy()
+                ref_choice = np.where(batch.expert, ref_choice, self.grid[deployed])
         rewards = score_actions(self.job.ds, batch.unit, batch.day, self.grid[actions.numpy()],
                                 target=self.grid[batch.target], current=batch.current, reference=ref_choice,
                                 cfg=self.cfg)
@@ -211,11 +213,12 @@ class RLOOLearner:
         the frozen reference's log-probs on the validation states are computed once."""
         if states is None:
             if self._val_reference is None:
-                self._val_reference = greedy(self.reference, self.job, self.job.val, self.panel)[1]
+                self._val_reference = greedy(self.reference, self.job, self.job.val, self.panel,
+                                             quantile=self.job.meta.decision_quantile)[1]
             states, reference = self.job.val, self._val_reference
         else:
-            reference = greedy(self.reference, self.job, states, self.panel)[1]
-        choice, log_probs = greedy(self.model, self.job, states, self.panel)
+            reference = greedy(self.reference, self.job, states, self.panel, quantile=self.job.meta.decision_quantile)[1]
+        choice, log_probs = greedy(self.model, self.job, states, self.panel, quantile=self.job.meta.decision_quantile)
         return score_policy(self.job, states, choice, log_probs, reference, prefix)
 
     # Checkpoints: the weights plus {step, optimizer, history} in the self-describing format.
@@ -234,16 +237,18 @@ class RLOOLearner:
 
 
 @torch.no_grad()
-def greedy(model: OrprNet, job: RLJob, states: States, panel: PanelFeatures,
+def greedy(model: OrprNet, job: RLJob, states: States, panel: PanelFeatures, *, quantile: float | None,
            batch_size: int = 1024) -> tuple[np.ndarray, torch.Tensor]:
-    """The deterministic policy (z = mu) on ``states``: (N,) argmax grid indices and (N, G) log-probs."""
+    """The deterministic policy (z = mu) on ``states``: (N,) grid indices read by the decision rule
+    ``quantile`` (a checkpoint's ``decision_quantile``, as the backtest and the service read them)
+    and (N, G) log-probs."""
     model.eval()
     choices, log_probs = [], []
     for start in range(0, len(states), batch_size):
         part = states.take(slice(start, start + batch_size))
         logits = model(make_batch(panel, part.points, job.meta.stats).features)["logits"]
         log_probs.append(torch.log_softmax(logits, dim=-1))
-        choices.append(logits.argmax(dim=-1).numpy())
+        choices.append(target_index(logits, quantile).numpy())
     return np.concatenate(choices), torch.cat(log_probs)
 
 

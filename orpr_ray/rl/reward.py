@@ -2,7 +2,8 @@
 
 - ``rule_reward``: direction-aware agreement with the rule target (the OR label, or an expert's);
 - ``pareto_reward``: Pareto comparison of the simulated (stock value, lost-sales value) of an action
-  against a reference action from the same state;
+  against a reference action from the same state (or, with ``rl.sim_score = "cost"``,
+  ``relative_cost_reward``: its relative total-cost saving against the reference);
 - ``score_actions``: both for a (B, k) batch of sampled actions, all of them and the reference
   simulated in ONE vectorised call of the labels' replay (``evaluate_decisions``).
 
@@ -79,6 +80,17 @@ def pareto_reward(sample: GridMetrics, reference: GridMetrics, *, tradeoff_scale
     return reward
 
 
+def relative_cost_reward(sample: GridMetrics, reference: GridMetrics) -> np.ndarray:
+    """r_sim in [-1, 1], (B, k): the relative total-cost saving against the reference,
+    ``(c_ref - c) / (c_ref + c)`` (0 when both cost nothing). Dominating the reference scores > 0 and
+    being dominated < 0, as in pareto_reward, but by how much: a slightly dominated action is not
+    scored like a stock-out, so the learner follows expected cost, the quantity the backtest scores."""
+    cost = sample.holding_cost + sample.penalty_cost
+    ref = reference.holding_cost + reference.penalty_cost
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(cost + ref > 0, (ref - cost) / (cost + ref), 0.0)
+
+
 def hybrid_reward(r_rule: np.ndarray, r_sim: np.ndarray, omega: float) -> np.ndarray:
     return omega * r_rule + (1.0 - omega) * r_sim
 
@@ -119,6 +131,7 @@ def score_actions(ds: Dataset, unit: np.ndarray, day: np.ndarray, v: np.ndarray,
     metrics = evaluate_decisions(ds, unit, day, grid, sim=cfg.sim, label=cfg.label)   # (B, k + 1)
     sample, ref = columns(metrics, slice(0, -1)), columns(metrics, slice(-1, None))
     r_rule = rule_reward(v, target, current, tolerance=rl.rule_tolerance_days, wrong_weight=rl.wrong_direction_weight)
-    r_sim = pareto_reward(sample, ref, tradeoff_scale=rl.tradeoff_scale)
+    r_sim = (pareto_reward(sample, ref, tradeoff_scale=rl.tradeoff_scale) if rl.sim_score == "pareto"
+             else relative_cost_reward(sample, ref))
     return Rewards(reward=hybrid_reward(r_rule, r_sim, rl.omega), rule=r_rule, sim=r_sim,
                    outcome=pareto_outcome(sample, ref), sample=sample, reference=ref)

@@ -35,7 +35,8 @@ from orpr_ray.core.errors import ConfigError
 from orpr_ray.model.checkpoint import CHECKPOINT_FILE
 from orpr_ray.model.network import OrprNet
 from orpr_ray.rl.config import INTEGER_FIELDS, SweepSpace
-from orpr_ray.rl.driver import build_job, done_checks, load_start, stage_figures, stages_table, start_inputs, start_name
+from orpr_ray.rl.driver import (build_job, done_checks, load_start, stage_figures, stages_table, start_inputs, start_name,
+                               store_cheapest_rule)
 from orpr_ray.rl.learner import RLJob, run_learner
 from orpr_ray.train.runner import export_checkpoint, load_inputs, source_record
 
@@ -242,6 +243,8 @@ def run_sweep(cfg: OrprConfig, space: SweepSpace, checkpoint_dir: str | Path, ou
         plot_grid(table, out_dir / PLOT_NAME, best_values)
         outputs.append(PLOT_NAME)
     best_job = dataclasses.replace(job, config=trial_config(job.config, best_values).model_dump(mode="json"))
+    if cfg.rl.choose_decision_quantile:
+        store_cheapest_rule(best_job, inputs, out_dir / "best" / "policy")
     figures = stage_figures(best_job, inputs, inputs.labels, out_dir / "best" / "policy")
     write_text_atomic(out_dir / "stages.csv", stages_table(figures).to_csv(index=False))
     report = {"experiment": f"{storage}/{name}", "best": {"config": best_values, "trial": Path(best.path).name,

@@ -20,9 +20,9 @@ from orpr_ray.data.config import SplitConfig
 from orpr_ray.data.dataset import Dataset
 from orpr_ray.data.split import TimeSplit, time_split
 from orpr_ray.sim.config import SimConfig
-from orpr_ray.sim.engine import GridMetrics, SimState, UnitParams, inventory_days_to_levels
+from orpr_ray.sim.engine import GridMetrics, UnitParams
 from orpr_ray.sim.policies import trailing_mean_demand
-from orpr_ray.sim.rolling import simulate_rolling
+from orpr_ray.sim.rolling import simulate_rolling, warm_start
 from orpr_ray.sim.tuning import TUNERS, TuneWindow, Tuned
 
 if TYPE_CHECKING:
@@ -58,8 +58,7 @@ def run_baseline(dataset: Dataset, sim: SimConfig, split_cfg: SplitConfig,
                         category=dataset.units["category"].to_numpy(),
                         start=min(sim.demand_window_days, tune_stop // 2), stop=tune_stop)
     eval_start = max(0, split.test_start - sim.warmup_days)
-    start_state = SimState.empty(inventory_days_to_levels(params.lead_time + params.review_period,
-                                                          d_hat[:, eval_start]))
+    start_state = warm_start(params, d_hat, eval_start)
     tuned, summaries, unit_frames = {}, [], []
     for name in policies:
         tuned[name] = TUNERS[name](window, sim)

@@ -18,7 +18,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from orpr_ray.sim.engine import GridMetrics, SimState, UnitParams, UnitSums, simulate_sums
+from orpr_ray.sim.engine import GridMetrics, SimState, UnitParams, UnitSums, inventory_days_to_levels, simulate_sums
 
 
 class Policy(Protocol):
@@ -56,6 +56,12 @@ def review_mask(t: int, params: UnitParams) -> np.ndarray:
     """(U,) bool: which units review on calendar day ``t``."""
     since = t - params.review_offset
     return (since >= 0) & (since % params.review_period == 0)
+
+
+def warm_start(params: UnitParams, d_hat: np.ndarray, day: int) -> SimState:
+    """The state a rolling run starts from on ``day``: nothing on order, lead time + review period of
+    expected demand on hand (d_hat (U, T) column ``day``); a warm-up then settles each policy's own state."""
+    return SimState.empty(inventory_days_to_levels(params.lead_time + params.review_period, d_hat[:, day]))
 
 
 def simulate_rolling(policy: Policy, demand: np.ndarray, params: UnitParams, *, start: int = 0,

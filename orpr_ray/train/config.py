@@ -47,6 +47,9 @@ class TrainConfig(Strict):
         0.6, gt=0, lt=1, description="how the policy reads a target from its distribution over the grid: the "
                                      "q-quantile (0.5 = median; higher = more stock against lost sales), or "
                                      "None for the mode; stored in the checkpoint, used by every metric")
+    choose_decision_quantile: bool = Field(
+        True, description="after fine-tuning, store instead the rule (the mode, quantiles 0.5-0.95) of least "
+                          "total cost in a rolling simulation of the validation window (train/rules.py)")
     alpha_source: Literal["past", "label"] = Field(
         "past", description="service level fed to the objective stream: past = the unit's latest calibrated "
                             "alpha whose label horizon ended by the decision day (what a deployed policy "

@@ -19,6 +19,7 @@ from orpr_ray.label.candidates import evaluate_decisions
 from orpr_ray.model.checkpoint import CheckpointMeta
 from orpr_ray.model.features import LabelHistory, PanelFeatures
 from orpr_ray.model.network import OrprNet, target_index
+from orpr_ray.train.rules import RULE_QUANTILES, rule_name
 from orpr_ray.train.stages import (KNOWN_COLUMNS, WITHIN, Points, forecast_points, grid_index, label_points,
                                    sample_points, score_points, summarise_sums, window_bounds, with_known)
 
@@ -26,7 +27,6 @@ LABEL_COLUMNS = ("unit", "day", "category", "v_label", *LabelHistory.COLUMNS)
 # Simulated figures kept in the report (GridMetrics.summary() keys).
 SIM_KEYS = ("turnover_days", "in_stock_rate", "fill_rate", "holding_cost", "penalty_cost", "total_cost")
 NAIVE_PREDICTORS = ("previous_label", "category_median", "latest_known_label")
-RULE_QUANTILES = (None, 0.5, 0.6, 0.7, 0.8)  # decision rules tabulated in the report (None = mode)
 
 
 def prepare_labels(labels: pd.DataFrame, ds: Dataset, grid: list[int], *, horizon: int,
@@ -137,7 +137,7 @@ def decision_report(model: OrprNet, meta: CheckpointMeta, panel: PanelFeatures, 
               "ce": summarise_sums(sums).get("ce"), "model": scored(targets(meta.decision_quantile)),
               "labels": {"simulated": simulated(panel.ds, points, truth, cfg)}}
     report.update({name: scored(rows[name].to_numpy()) for name in NAIVE_PREDICTORS if name in rows})
-    report["model_rules"] = {"mode" if q is None else f"quantile_{q:g}": scored(targets(q)) for q in RULE_QUANTILES}
+    report["model_rules"] = {rule_name(q): scored(targets(q)) for q in RULE_QUANTILES}
     return report
 
 

@@ -42,8 +42,8 @@ from orpr_ray.model.checkpoint import (CHECKPOINT_FILE, CheckpointMeta, build_fr
                                        read_checkpoint, save_checkpoint)
 from orpr_ray.model.features import FeatureStats, LabelHistory, PanelFeatures, split_extra_attributes
 from orpr_ray.model.network import OrprNet
-from orpr_ray.train.report import (NAIVE_PREDICTORS, naive_label_predictions, prepare_labels, stage_report,
-                                   summary_lines)
+from orpr_ray.train.report import NAIVE_PREDICTORS, naive_label_predictions, prepare_labels, stage_report, summary_lines
+from orpr_ray.train.rules import choose_rule, rule_name
 from orpr_ray.train.stages import StageJob, forecast_points, label_points, run_stage, sample_points, with_known
 
 # Settings that change how fast a stage runs, never what it computes: a resumed run may change them.
@@ -410,4 +410,22 @@ def finetune(cfg: OrprConfig, pretrained_dir: str | Path, out_dir: str | Path, *
     model, meta = run_one_stage("finetune", cfg, inputs, meta.stats, out_dir,
                                 init=(state_dict, f"{meta.stage}-{meta.training.get('run_key')}"))
     report = {"finetune": _report_stage("finetune", model, meta, inputs, cfg)}
+    if cfg.train.choose_decision_quantile:
+        report = {"finetune": _store_cheapest_rule(model, meta, inputs, cfg, report["finetune"], out_dir)}
     return _write_outputs(out_dir, "finetune", cfg, inputs_record, report, [f"policy/{CHECKPOINT_FILE}"])
+
+
+def _store_cheapest_rule(model: OrprNet, meta: CheckpointMeta, inputs: Inputs, cfg: OrprConfig, report: dict,
+                         out_dir: Path) -> dict:
+    """Re-save the policy with the decision rule of least rolling validation cost (train/rules.py) and
+    report it; the weights do not change, only how a target is read from them."""
+    chosen, costs = choose_rule(model, meta, inputs.ds, inputs.split, cfg, inputs.history)
+    if chosen != meta.decision_quantile:
+        print(f"[finetune] decision rule {rule_name(chosen)} costs least on the validation window's rolling "
+              f"simulation (configured: {rule_name(meta.decision_quantile)}): stored in the checkpoint", flush=True)
+        meta = dataclasses.replace(meta, decision_quantile=chosen)
+        save_checkpoint(out_dir / "policy", model, meta)
+        report = _report_stage("finetune", model, meta, inputs, cfg)
+    rule = {"chosen": rule_name(chosen), "configured": rule_name(cfg.train.decision_quantile),
+            "by": "least total cost of the validation window's rolling simulation", "validation_cost": costs}
+    return {**report, "decision_rule": rule}
