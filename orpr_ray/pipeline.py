@@ -1,4 +1,4 @@
-"""``orpr pipeline``: data -> baseline -> labels -> pretrain -> finetune -> RLOO -> backtest -> report.
+"""``orpr pipeline``: data -> baseline -> labels -> pretrain -> finetune -> RLOO -> promo -> backtest -> report.
 
 Every stage writes into its own folder of the run directory and finishes by writing its manifest,
 so re-running the same command resumes at the first stage whose manifest is missing (or whose
@@ -68,6 +68,12 @@ def _rl_stage(cfg: OrprConfig, run_dir: Path) -> dict:
     return run_rl(cfg, run_dir / "finetune", run_dir / "rl")
 
 
+def _promo_stage(cfg: OrprConfig, run_dir: Path) -> dict:
+    from orpr_ray.rl.promo import run_promo
+
+    return run_promo(cfg, run_dir / "rl", run_dir / "promo")  # the synthetic expert unless one is given
+
+
 def _backtest_stage(cfg: OrprConfig, run_dir: Path) -> dict:
     from orpr_ray.evaluate.backtest import run_backtest
 
@@ -91,6 +97,7 @@ STAGES = (
     Stage("pretrain", "pretrain", _pretrain_stage),
     Stage("finetune", "finetune", _finetune_stage),
     Stage("rl", "rl", _rl_stage),
+    Stage("promo", "promo", _promo_stage),
     Stage("backtest", "backtest", _backtest_stage),
     Stage("report", "report", _report_stage),
 )

@@ -12,6 +12,7 @@ from orpr_ray.cli import main
 from orpr_ray.core.artifacts import read_manifest
 from orpr_ray.core.errors import InputError
 from orpr_ray.label.candidates import evaluate_decisions, label_horizon
+from orpr_ray.model.policy import BASE_FOLDER, Policy, RoutedPolicy, promotion_ahead
 from orpr_ray.rl.promo import EXPERT_FILE, promotion_points, read_expert_labels, synthetic_expert, with_expert
 
 
@@ -81,3 +82,21 @@ def test_orpr_promo_fine_tunes_from_the_rl_policy_and_reports_the_effect(ray_ses
     assert set(stages["stage"]) == {"rl", "promo"}
     assert {"val/promotion", "val/other", "test/promotion", "test/other"} == set(stages["window"])
     assert pd.read_csv(out / "history.csv")["step"].tolist() == [0, 1, 2]
+    # Routed: outside promotions the promotion policy decides exactly as the RL policy it started from.
+    for window in ("val", "test"):
+        assert effect_of(report, window, "other_turnover_after") == effect_of(report, window, "other_turnover_before")
+    routed, base = Policy.load(out), Policy.load(rl_dir)
+    assert isinstance(routed, RoutedPolicy) and f"policy/{BASE_FOLDER}/model.pt" in manifest["outputs"]
+    unit, day = np.repeat(np.arange(world.ds.n_units), 2), np.tile([world.split.val_start, world.split.test_start],
+                                                                    world.ds.n_units)
+    features = routed.features_from_panel(routed.panel(world.ds), unit, day)
+    promo = promotion_points(world.ds, unit, day, world.cfg.model.horizon_days)
+    assert promo.any() and not promo.all()
+    assert np.array_equal(promotion_ahead(features, world.cfg.model.horizon_days), promo)
+    mine, theirs = routed.decide(features), base.decide(features)
+    alone = Policy(routed.model, routed.meta).decide(features)
+    assert np.array_equal(mine.v[~promo], theirs.v[~promo]) and np.array_equal(mine.v[promo], alone.v[promo])
+
+
+def effect_of(report: dict, window: str, key: str) -> float:
+    return report["promotion_effect"][window][key]

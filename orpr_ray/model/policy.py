@@ -2,18 +2,24 @@
 
 This is what backtests, RL and serving call. ``decide`` is deterministic (latent z = mu) and
 never tracks gradients.
+
+A checkpoint folder with a ``base/`` folder next to its ``model.pt`` is a routed policy (the
+promotion fine-tune writes one): decision points with a promotion planned in the days ahead the
+features carry go to the fine-tuned network, all others to the base policy it started from, so the
+fine-tune cannot move a decision outside promotions.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from orpr_ray.data.dataset import Dataset
-from orpr_ray.model.checkpoint import CheckpointMeta, build_from_checkpoint, read_checkpoint
-from orpr_ray.model.features import Features, PanelFeatures, UnitRecord, encode, raw_from_records
+from orpr_ray.model.checkpoint import (CHECKPOINT_FILE, CheckpointMeta, build_from_checkpoint, checkpoint_file,
+                                       read_checkpoint)
+from orpr_ray.model.features import DAY_CHANNELS, Features, PanelFeatures, UnitRecord, encode, raw_from_records
 from orpr_ray.model.network import OrprNet, target_index
 
 
@@ -30,6 +36,9 @@ class Decision:
     probs: np.ndarray
     forecast: np.ndarray
     demand_over_horizon: np.ndarray
+
+
+BASE_FOLDER = "base"  # of a routed policy's checkpoint folder: the policy of the non-promotion points
 
 
 def load_policy(checkpoint_dir: str | Path) -> tuple[OrprNet, CheckpointMeta]:
@@ -52,7 +61,12 @@ class Policy:
 
     @classmethod
     def load(cls, checkpoint_dir: str | Path) -> "Policy":
-        return cls(*load_policy(checkpoint_dir))
+        """The policy of a checkpoint folder; a RoutedPolicy when it has a base/ policy (module docstring)."""
+        policy = cls(*load_policy(checkpoint_dir))
+        base = checkpoint_file(checkpoint_dir).parent / BASE_FOLDER
+        if (base / CHECKPOINT_FILE).is_file():
+            return RoutedPolicy(policy, Policy(*load_policy(base)))
+        return policy
 
     def panel(self, ds: Dataset) -> PanelFeatures:
         """Feature gatherer for decision points of a dataset (reuse it across calls on the same data)."""
@@ -77,3 +91,24 @@ class Policy:
         return Decision(v=self.grid[chosen.numpy()], probs=probs.numpy(),
                         forecast=outputs["forecast"].numpy(),
                         demand_over_horizon=horizon_sum(outputs["forecast"], features["horizon"]).numpy())
+
+
+def promotion_ahead(features: Features, horizon_days: int) -> np.ndarray:
+    """(B,) bool: a promotion is planned in the ``horizon_days`` days ahead that the features carry."""
+    promo = features["days"][:, -horizon_days:, DAY_CHANNELS.index("promo")]
+    return (promo > 0).any(dim=1).numpy()
+
+
+class RoutedPolicy(Policy):
+    """Promotion points to this policy (a promotion fine-tune), every other point to ``base``."""
+
+    def __init__(self, promotion: Policy, base: Policy):
+        super().__init__(promotion.model, promotion.meta)
+        self.base = base
+
+    def decide(self, features: Features) -> Decision:
+        promo = promotion_ahead(features, self.meta.model_config.horizon_days)
+        mine, theirs = super().decide(features), self.base.decide(features)
+        return Decision(**{f.name: np.where(promo.reshape(-1, *[1] * (getattr(mine, f.name).ndim - 1)),
+                                            getattr(mine, f.name), getattr(theirs, f.name))
+                           for f in fields(Decision)})

@@ -128,11 +128,14 @@ def train_learner(job: RLJob, *, storage: Path, dest: Path) -> list[dict]:
 
 
 def stage_figures(job: RLJob, inputs: Inputs, labels: pd.DataFrame, after_dir: Path,
-                  segments: Callable[[States], dict[str, np.ndarray]] | None = None) -> dict:
+                  segments: Callable[[States], dict[str, np.ndarray]] | None = None,
+                  route: Callable[[States], np.ndarray] | None = None) -> dict:
     """{stage: {window[/segment]: metrics}} of the start policy and the trained one on every label point
     of the validation and test windows (the start policy is the KL reference, so its own KL is 0).
 
     segments: states -> {name: boolean mask}, to score parts of each window separately.
+    route: states -> boolean mask of the states the trained policy decides; the start policy decides
+    the others (a routed policy, orpr_ray.model.policy.RoutedPolicy).
     """
     cfg = job.cfg
     panel = PanelFeatures(inputs.ds, job.meta.model_config)
@@ -147,6 +150,10 @@ def stage_figures(job: RLJob, inputs: Inputs, labels: pd.DataFrame, after_dir: P
             f"{window}/{name}": mask for name, mask in segments(states).items()}
         choice_b, log_b = greedy(before, job, states, panel, quantile=job.meta.decision_quantile)
         choice_a, log_a = greedy(after, job, states, panel, quantile=after_meta.decision_quantile)
+        if route is not None:
+            mine = route(states)
+            choice_a = np.where(mine, choice_a, choice_b)
+            log_a = torch.where(torch.from_numpy(mine)[:, None], log_a, log_b)
         for name, mask in parts.items():
             part, rows = states.take(mask), torch.from_numpy(np.flatnonzero(mask))
             out[start][name] = score_policy(job, part, choice_b[mask], log_b[rows], log_b[rows], prefix="")

@@ -211,14 +211,14 @@ class RLOOLearner:
     def evaluate(self, states: States | None = None, prefix: str = "val_") -> dict[str, float]:
         """The greedy policy on ``states`` (default: the job's validation states) scored by score_policy;
         the frozen reference's log-probs on the validation states are computed once."""
+        rule = self.job.meta.decision_quantile
         if states is None:
             if self._val_reference is None:
-                self._val_reference = greedy(self.reference, self.job, self.job.val, self.panel,
-                                             quantile=self.job.meta.decision_quantile)[1]
+                self._val_reference = greedy(self.reference, self.job, self.job.val, self.panel, quantile=rule)[1]
             states, reference = self.job.val, self._val_reference
         else:
-            reference = greedy(self.reference, self.job, states, self.panel, quantile=self.job.meta.decision_quantile)[1]
-        choice, log_probs = greedy(self.model, self.job, states, self.panel, quantile=self.job.meta.decision_quantile)
+            reference = greedy(self.reference, self.job, states, self.panel, quantile=rule)[1]
+        choice, log_probs = greedy(self.model, self.job, states, self.panel, quantile=rule)
         return score_policy(self.job, states, choice, log_probs, reference, prefix)
 
     # Checkpoints: the weights plus {step, optimizer, history} in the self-describing format.

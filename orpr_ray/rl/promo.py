@@ -30,6 +30,8 @@ from orpr_ray.data.dataset import Dataset
 from orpr_ray.data.tables import (date_column, numeric_column, read_table, require_columns, text_codes,
                                   unit_index, unit_positions)
 from orpr_ray.label.candidates import evaluate_decisions, label_horizon
+from orpr_ray.model.checkpoint import CHECKPOINT_FILE, build_from_checkpoint, save_checkpoint
+from orpr_ray.model.policy import BASE_FOLDER
 from orpr_ray.rl.driver import (build_job, finished, load_start, stage_figures, start_inputs, start_name, train_learner,
                                 write_stage_outputs)
 from orpr_ray.rl.learner import States
@@ -135,17 +137,22 @@ def run_promo(cfg: OrprConfig, checkpoint_dir: str | Path, out_dir: str | Path, 
                          file=str(expert_file), field="date")
     print(f"[promo] {int(job.train.expert.sum())} expert-labelled training states of {len(job.train)}", flush=True)
     history = train_learner(job, storage=out_dir / "ray", dest=out_dir / "policy")
-    horizon = label_horizon(inputs.ds, cfg.label)
+    save_checkpoint(out_dir / "policy" / BASE_FOLDER, build_from_checkpoint(job.init_state, job.meta), job.meta)
+    planned = meta.model_config.horizon_days  # the promo plan the features carry: what routing sees
+
+    def routed(states: States) -> np.ndarray:
+        return promotion_points(inputs.ds, states.unit, states.day, planned)
 
     def segments(states: States) -> dict[str, np.ndarray]:
-        promo = promotion_points(inputs.ds, states.unit, states.day, horizon)
+        promo = routed(states)
         return {"promotion": promo, "other": ~promo}
 
-    figures = stage_figures(job, inputs, labels, out_dir / "policy", segments)
+    figures = stage_figures(job, inputs, labels, out_dir / "policy", segments, route=routed)
     effect = promo_effect(figures, start_name(job), job.stage)
     for window, numbers in effect.items():
         print(f"[promo] {window}: " + ", ".join(f"{k} {v:.4g}" for k, v in numbers.items()), flush=True)
     own_file = Path(expert_file).resolve().parent == out_dir.resolve()
     return write_stage_outputs(out_dir, job, cfg, inputs_record, history, figures,
                                extra_report={"promotion_effect": effect, "expert_rows": len(expert)},
-                               extra_outputs=[Path(expert_file).name] if own_file else [])
+                               extra_outputs=[f"policy/{BASE_FOLDER}/{CHECKPOINT_FILE}",
+                                              *([Path(expert_file).name] if own_file else [])])

@@ -35,8 +35,8 @@ from orpr_ray.core.errors import ConfigError
 from orpr_ray.model.checkpoint import CHECKPOINT_FILE
 from orpr_ray.model.network import OrprNet
 from orpr_ray.rl.config import INTEGER_FIELDS, SweepSpace
-from orpr_ray.rl.driver import (build_job, done_checks, load_start, stage_figures, stages_table, start_inputs, start_name,
-                               store_cheapest_rule)
+from orpr_ray.rl.driver import (build_job, done_checks, load_start, stage_figures, stages_table, start_inputs,
+                                start_name, store_cheapest_rule)
 from orpr_ray.rl.learner import RLJob, run_learner
 from orpr_ray.train.runner import export_checkpoint, load_inputs, source_record
 
