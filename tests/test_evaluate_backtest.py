@@ -13,9 +13,9 @@ from orpr_ray.core.artifacts import read_manifest
 from orpr_ray.core.errors import InputError
 from orpr_ray.data.io import load_dataset
 from orpr_ray.data.stats import abc_classes, xyz_classes
-from orpr_ray.evaluate.backtest import (DAY_MASKS, POLICY_INFO, backtest_setup, bootstrap_weights, changes,
-                                        classic_candidates, group_table, groups_of, ratios, run_backtest,
-                                        segment_labels, simulate_policy, unit_sums)
+from orpr_ray.evaluate.backtest import (DAY_MASKS, POLICY_INFO, VERSUS_BEST, backtest_setup, bootstrap_weights,
+                                        changes, classic_candidates, format_headline, group_table, groups_of, ratios,
+                                        run_backtest, segment_labels, simulate_policy, unit_sums)
 from orpr_ray.evaluate.config import CLASSIC_POLICIES, EvaluateConfig
 from orpr_ray.evaluate.policies import label_targets
 from orpr_ray.sim.scheduled import ReviewPoints, review_points, scheduled_policy
@@ -178,6 +178,13 @@ def test_run_backtest_with_only_data_writes_every_table_and_notes_the_absent_pol
     assert summary["best_classic"].sum() == 1
     best = summary.loc[summary["best_classic"], "policy"].iloc[0]
     assert best != "incumbent" and summary.set_index("policy").loc[best, "kind"] == "classic"
+    # The paired change vs the best classic policy agrees with the totals, its interval brackets it.
+    rows = summary.set_index("policy")
+    for name, row in rows.iterrows():
+        assert row[VERSUS_BEST] == pytest.approx(row["total_cost"] / rows.loc[best, "total_cost"] - 1.0)
+        assert row[f"{VERSUS_BEST}_lo"] <= row[VERSUS_BEST] + 1e-12 <= row[f"{VERSUS_BEST}_hi"] + 2e-12
+    assert rows.loc[best, VERSUS_BEST] == 0.0 and (rows.drop(best)[VERSUS_BEST] > 0).all()
+    assert "vs best classic [CI]" in format_headline(manifest)
     assert set(manifest["absent"]) == {"or_labels", "network", "orpr", "orpr_promo", "ppo"}
     segments = pd.read_parquet(out / "segments.parquet")
     assert set(segments["dimension"]) == {"overall", "category", "abc", "xyz", "abc_xyz", "days"}

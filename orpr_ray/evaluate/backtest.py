@@ -63,6 +63,7 @@ CHANGES = ("turnover_days_change", "in_stock_change", "holding_cost_change", "to
 SUMS = ("stock_value", "sales_value", "lost_value", "demand_value", "holding_cost", "penalty_cost",
         "in_stock_days", "unit_days")
 DAY_MASKS = ("all", "promo", "other")
+VERSUS_BEST = "total_cost_vs_best_classic_change"  # summary column: paired total cost change vs the best classic policy
 
 # name -> (kind, description); the report keeps this order.
 POLICY_INFO = {
@@ -499,6 +500,8 @@ def run_backtest(run_dir: str | Path, cfg: OrprConfig, *, progress: bool = False
     weights = bootstrap_weights(ds.n_units, cfg.evaluate.bootstrap_samples, cfg.seed)
     table = group_table(names, sums, groups_of(segments), weights, cfg.evaluate.ci_level, "incumbent")
     summary = summary_frame(table, "incumbent")
+    summary = summary.join(versus_reference(names, sums, weights, cfg.evaluate.ci_level, best_classic(summary)),
+                           on="policy")
     say("tracing the frontier of the classic policies")
     frontier = frontier_frame(ds, cfg)
     trajectories = trajectory_frame(setup, runs, keep)
@@ -527,13 +530,36 @@ def run_backtest(run_dir: str | Path, cfg: OrprConfig, *, progress: bool = False
     return read_manifest(out)
 
 
-def headline_figures(summary: pd.DataFrame) -> dict:
-    """Per policy: total cost, in-stock, turnover and the changes vs the incumbent (for the manifest)."""
-    keys = ("total_cost", "in_stock_rate", "turnover_days", "total_cost_change", "total_cost_change_lo",
-            "total_cost_change_hi", "in_stock_change", "turnover_days_change", "holding_cost_change")
-    out = {row["policy"]: {k: row[k] for k in keys} for row in summary.to_dict(orient="records")}
+def best_classic(summary: pd.DataFrame) -> str | None:
     best = summary.loc[summary["best_classic"], "policy"]
-    out["best_classic"] = best.iloc[0] if len(best) else None
+    return best.iloc[0] if len(best) else None
+
+
+def versus_reference(names: list[str], sums: np.ndarray, weights: np.ndarray, level: float,
+                     reference: str | None) -> pd.DataFrame:
+    """Per policy (index): ``VERSUS_BEST`` = total cost change vs ``reference`` over all
+    units and days, with its paired bootstrap interval (the replicates of every other interval).
+    sums: (P, M, U, K). Empty columns without a reference."""
+    columns = [VERSUS_BEST, f"{VERSUS_BEST}_lo", f"{VERSUS_BEST}_hi"]
+    if reference is None:
+        return pd.DataFrame(index=pd.Index(names, name="policy"), columns=columns, dtype=float)
+    cost = sums[:, DAY_MASKS.index("all")][..., [SUMS.index("holding_cost"), SUMS.index("penalty_cost")]].sum(axis=-1)
+    ref = names.index(reference)                                                           # cost: (P, U)
+    point = cost.sum(axis=1) / cost[ref].sum() - 1.0
+    boot = weights @ cost.T                                                                # (B, P)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lo, hi = interval(boot / boot[:, ref:ref + 1] - 1.0, level)
+    return pd.DataFrame(np.column_stack([point, lo, hi]), index=pd.Index(names, name="policy"), columns=columns)
+
+
+def headline_figures(summary: pd.DataFrame) -> dict:
+    """Per policy: total cost, in-stock, turnover, the changes vs the incumbent and the total cost
+    change vs the best tuned classic policy (for the manifest)."""
+    keys = ("total_cost", "in_stock_rate", "turnover_days", "total_cost_change", "total_cost_change_lo",
+            "total_cost_change_hi", "in_stock_change", "turnover_days_change", "holding_cost_change",
+            VERSUS_BEST, f"{VERSUS_BEST}_lo", f"{VERSUS_BEST}_hi")
+    out = {row["policy"]: {k: row[k] for k in keys} for row in summary.to_dict(orient="records")}
+    out["best_classic"] = best_classic(summary)
     return out
 
 
@@ -543,14 +569,16 @@ def format_headline(manifest: dict) -> str:
     best = figures.pop("best_classic", None)
     order = ["orpr", "orpr_promo", "incumbent", best, "network", "ppo", "or_labels"]
     names = [n for n in order if n in figures] + sorted(set(figures) - set(order))
-    lines = [f"{'policy':<28}{'total cost':>12}{'vs incumbent [CI]':>30}{'in-stock':>10}{'vs inc.':>10}"
-             f"{'turnover d':>12}"]
+    lines = [f"{'policy':<28}{'total cost':>12}{'vs incumbent [CI]':>30}{'vs best classic [CI]':>30}"
+             f"{'in-stock':>10}{'vs inc.':>10}{'turnover d':>12}"]
     for name in names:
         f = figures[name]
         label = name + (" (best classic)" if name == best else "")
         ci = (f"{f['total_cost_change']:+.1%} [{f['total_cost_change_lo']:+.1%}, {f['total_cost_change_hi']:+.1%}]"
               if name != "incumbent" else "-")
-        lines.append(f"{label:<28}{f['total_cost']:>12,.0f}{ci:>30}{f['in_stock_rate']:>10.1%}"
+        vs_best = (f"{f[VERSUS_BEST]:+.1%} [{f[f'{VERSUS_BEST}_lo']:+.1%}, {f[f'{VERSUS_BEST}_hi']:+.1%}]"
+                   if np.isfinite(f.get(VERSUS_BEST, np.nan)) and name != best else "-")
+        lines.append(f"{label:<28}{f['total_cost']:>12,.0f}{ci:>30}{vs_best:>30}{f['in_stock_rate']:>10.1%}"
                      f"{f['in_stock_change'] * 100:>+8.1f}pp{f['turnover_days']:>12.1f}")
     lines += [f"{name:<28}absent: {why}" for name, why in manifest.get("absent", {}).items()]
     return "\n".join(lines)

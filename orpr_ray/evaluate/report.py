@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 
 from orpr_ray.core.artifacts import read_manifest, write_bytes_atomic, write_manifest, write_text_atomic
 from orpr_ray.core.errors import InputError
-from orpr_ray.evaluate.backtest import OUT_FOLDER, POLICY_INFO
+from orpr_ray.evaluate.backtest import OUT_FOLDER, POLICY_INFO, VERSUS_BEST, best_classic
 
 REPORT_FOLDER = "report"
 # Learned / reference policies drawn in the per-segment and trajectory figures (when present).
@@ -47,8 +47,7 @@ class Backtest:
 
     @property
     def best_classic(self) -> str | None:
-        best = self.summary.loc[self.summary["best_classic"], "policy"]
-        return best.iloc[0] if len(best) else None
+        return best_classic(self.summary)
 
     def label(self, name: str) -> str:
         return f"{name} (best classic)" if name == self.best_classic else name
@@ -119,6 +118,7 @@ def fmt_ci(row: pd.Series, metric: str) -> str:
 
 
 COMPARISON_COLUMNS = {"total_cost": "total cost", "total_cost_change": "total cost vs incumbent",
+                      VERSUS_BEST: "total cost vs best classic",
                       "in_stock_rate": "in-stock rate", "in_stock_change": "in-stock vs incumbent",
                       "turnover_days": "turnover days", "turnover_days_change": "turnover vs incumbent",
                       "holding_cost": "holding cost", "holding_cost_change": "holding cost vs incumbent",
