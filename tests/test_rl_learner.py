@@ -92,6 +92,19 @@ def test_expert_states_anchor_the_kl_to_the_expert_label():
     assert torch.isfinite(log_probs).all()
 
 
+def test_expert_states_can_shift_the_reference_distribution_by_the_experts_correction():
+    ref_logits = torch.log(torch.tensor([[0.1, 0.2, 0.4, 0.2, 0.1, 1e-9],
+                                         [0.5, 0.3, 0.2, 1e-9, 1e-9, 1e-9],
+                                         [0.1, 0.1, 0.2, 0.3, 0.2, 0.1]]))
+    label, target = np.array([2, 0, 3]), np.array([4, 0, 1])  # corrections +2, 0 (not expert), -2
+    expert = np.array([True, False, True])
+    probs = reference_log_probs(ref_logits, target, expert, width=1.0, shift_from=label).exp()
+    assert probs[0].tolist() == pytest.approx([0, 0, 0.1, 0.2, 0.4, 0.3], abs=1e-6)  # the tail piles at the end
+    assert probs[1].tolist() == pytest.approx(torch.softmax(ref_logits[1], dim=-1).tolist(), abs=1e-6)
+    assert probs[2].tolist() == pytest.approx([0.4, 0.3, 0.2, 0.1, 0, 0], abs=1e-6)
+    assert torch.allclose(probs.sum(dim=-1), torch.ones(3))
+
+
 def test_promotion_batches_mix_expert_and_other_states(world):
     labels = world.labels.copy()
     labels["expert_index"] = -1

@@ -23,7 +23,12 @@ def world():
 
 @pytest.fixture(scope="module")
 def expert(world):
-    return synthetic_expert(world.ds, world.labels, world.cfg)
+    return synthetic_expert(world.ds, world.labels, hindsight_config(world.cfg))
+
+
+def hindsight_config(cfg):
+    return cfg.model_copy(update={"rl": cfg.rl.model_copy(update={"promo": cfg.rl.promo.model_copy(
+        update={"synthetic_expert": "hindsight"})})})
 
 
 def write(frame: pd.DataFrame, folder) -> str:
@@ -45,6 +50,30 @@ def test_synthetic_expert_labels_promotion_points_with_the_service_level(world, 
     assert not (serves & (np.arange(len(grid))[None, :] < chosen[:, None])).any()  # and is the smallest that does
     labels = with_expert(world.labels, rows)
     assert (labels["expert_index"] >= 0).sum() == len(rows) and len(labels) == len(world.labels)
+
+
+def test_uplift_expert_adds_the_planned_promotions_expected_extra_demand_to_the_typical_cover(world):
+    ds, labels, cfg = world.ds, world.labels, world.cfg
+    frame = synthetic_expert(ds, labels, cfg)
+    promo = promotion_points(ds, labels["unit"].to_numpy(), labels["day"].to_numpy(), label_horizon(ds, cfg.label))
+    stop = world.split.val_start
+    quiet = labels[~promo & (labels["day"] < stop)]
+    expected = []
+    for unit, day in labels.loc[promo, ["unit", "day"]].itertuples(index=False):  # the slow way, row by row
+        on = (ds.promo[unit, :stop] > 0) & ds.observed[unit, :stop]
+        off = ~(ds.promo[unit, :stop] > 0) & ds.observed[unit, :stop]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            uplift = ds.sales[unit, :stop][on].mean() / ds.sales[unit, :stop][off].mean() if on.any() else 1.0
+        uplift = uplift if np.isfinite(uplift) and uplift > 1 else 1.0
+        mine = quiet[quiet["unit"] == unit]["v_label"]
+        typical = mine.median() if len(mine) else quiet["v_label"].median()
+        cover = int(ds.units["lead_time_days"].iloc[unit] + ds.units["review_period_days"].iloc[unit])
+        planned = sum(ds.promo[unit, min(day + k, ds.n_days - 1)] > 0 for k in range(cover))
+        target = typical + (uplift - 1) * planned
+        expected.append(next((v for v in cfg.label.grid if v >= target - 1e-9), cfg.label.grid[-1]))
+    assert len(frame) == int(promo.sum()) > 0
+    assert frame["v"].tolist() == expected
+    assert (frame["v"].to_numpy() > np.median(quiet["v_label"])).mean() > 0.5  # promotions raise the cover
 
 
 @pytest.mark.parametrize("change, field, problem", [

@@ -47,8 +47,16 @@ class PromoConfig(Strict):
                                                       "reference is the start policy")
     expert_beta: float = Field(1.0, ge=0, description="KL weight on the expert-labelled states, whose reference is "
                                                       "the distribution around the expert's label")
+    expert_reference: Literal["shift", "label"] = Field(
+        "shift", description="KL reference on expert states: shift = the start policy's distribution moved by the "
+                             "expert's correction of the OR label; label = a narrow distribution at the expert's "
+                             "label (expert_label_width)")
     expert_label_width: float = Field(1.0, gt=0, description="std (grid steps) of the KL reference placed on the "
                                                              "expert label")
+    synthetic_expert: Literal["uplift", "hindsight"] = Field(
+        "uplift", description="the demo's expert when no expert file is given: uplift = the unit's typical cover "
+                              "plus the planned promotion's expected extra demand; hindsight = the least cover "
+                              "meeting expert_service_level on the demand that followed (rl/promo.py)")
     expert_service_level: float = Field(0.98, gt=0, le=1, description="synthetic expert: smallest cover whose "
                                                                       "lost-sales value is at most (1 - this) of "
                                                                       "demand value over the horizon")

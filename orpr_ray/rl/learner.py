@@ -114,16 +114,32 @@ class RLJob:
                               decision_quantile=self.meta.decision_quantile)
 
 
-def reference_log_probs(ref_logits: torch.Tensor, target: np.ndarray, expert: np.ndarray,
-                        width: float) -> torch.Tensor:
+def reference_log_probs(ref_logits: torch.Tensor, target: np.ndarray, expert: np.ndarray, width: float, *,
+                        shift_from: np.ndarray | None = None) -> torch.Tensor:
     """(B, G) log pi_ref: the reference network's, replaced on expert states by a discretised
-    Gaussian of ``width`` grid steps around the expert's label (floored, renormalised)."""
+    Gaussian of ``width`` grid steps around the expert's label (floored, renormalised), or, with
+    ``shift_from`` (B,) the OR labels' grid indices, by the reference network's own distribution
+    moved by the expert's correction ``target - shift_from`` grid steps (mass beyond an end of the
+    grid stays at that end): the expert corrects the label, and the policy keeps its own spread
+    around it, which its decision rule reads as it reads every other state."""
     log_probs = torch.log_softmax(ref_logits, dim=-1)
     if expert.any():
         rows = torch.from_numpy(np.flatnonzero(expert))
-        anchor = soft_targets(torch.from_numpy(target[expert]), ref_logits.shape[-1], width).clamp_min(PROB_FLOOR)
-        log_probs[rows] = torch.log(anchor / anchor.sum(dim=-1, keepdim=True))
+        if shift_from is not None:
+            log_probs[rows] = shifted(log_probs[rows], torch.from_numpy(target[expert] - shift_from[expert]))
+        else:
+            anchor = soft_targets(torch.from_numpy(target[expert]), ref_logits.shape[-1], width).clamp_min(PROB_FLOOR)
+            log_probs[rows] = torch.log(anchor / anchor.sum(dim=-1, keepdim=True))
     return log_probs
+
+
+def shifted(log_probs: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """(n, G) distributions moved by ``steps`` (n,) grid steps; what would leave the grid piles up at its end."""
+    n, grid = log_probs.shape
+    probs = torch.zeros_like(log_probs)
+    to = (torch.arange(grid)[None, :] + steps[:, None]).clamp(0, grid - 1)       # (n, G) where each bin lands
+    probs.scatter_add_(1, to, log_probs.exp())
+    return torch.log(probs.clamp_min(PROB_FLOOR) / probs.clamp_min(PROB_FLOOR).sum(dim=-1, keepdim=True))
 
 
 class RLOOLearner:
@@ -190,7 +206,9 @@ class RLOOLearner:
         if self.promotion or rl.beta > 0 or rl.sim_reference == "reference_policy":
             with torch.no_grad():
                 ref_logits = self.reference(features)["logits"]
-            ref_log_probs = reference_log_probs(ref_logits, batch.target, batch.expert, rl.promo.expert_label_width)
+            ref_log_probs = reference_log_probs(
+                ref_logits, batch.target, batch.expert, rl.promo.expert_label_width,
+                shift_from=batch.points.label if rl.promo.expert_reference == "shift" else None)
             if rl.sim_reference == "reference_policy":
                 deployed = target_index(ref_logits, self.job.meta.decision_quantile).numpy()
                 ref_choice = np.where(batch.expert, ref_choice, self.grid[deployed])

@@ -8,10 +8,18 @@ compares against. A short RLOO fine-tune from the RL policy then draws ``rl.prom
 each batch from the expert states and the rest from all training states, so the policy elsewhere
 stays anchored to its start.
 
-The demo's synthetic expert is the OR model per unit with the promotion uplift known in advance:
-the replay of the real (uplifted) demand, and the smallest cover whose lost-sales value over the
-horizon is at most ``1 - rl.promo.expert_service_level`` of the demand value, with no group budget
-trading a promotion's service away.
+Two synthetic experts for the demo (``rl.promo.synthetic_expert``):
+
+- ``uplift`` (default), a planner's rule: the unit's typical cover (its median OR label on the
+  training window's decision points without a promotion) plus the expected extra demand of the
+  planned promotion days inside the next lead time + review period, in days of demand:
+  ``(uplift - 1) x promotion days``, with the uplift estimated from the unit's training-window
+  history (mean sales on promotion days / on other days). It knows the plan and the uplift, not the
+  demand noise that followed;
+- ``hindsight``: the OR model per unit on the replay of the real (uplifted) demand, the smallest
+  cover whose lost-sales value over the horizon is at most ``1 - rl.promo.expert_service_level`` of
+  the demand value. It knows the noise too, so it asks for less cover than any decision under
+  uncertainty needs (measured: docs/RL.md), and fine-tuning towards it raises lost sales.
 
 Effect measured (stages.csv, report.json): lost sales and in-stock on promotion decision points,
 turnover and cost elsewhere, before and after, on the validation and test windows.
@@ -27,6 +35,7 @@ from orpr_ray.config import OrprConfig
 from orpr_ray.core.artifacts import write_text_atomic
 from orpr_ray.core.errors import InputError
 from orpr_ray.data.dataset import Dataset
+from orpr_ray.data.split import time_split
 from orpr_ray.data.tables import (date_column, numeric_column, read_table, require_columns, text_codes,
                                   unit_index, unit_positions)
 from orpr_ray.label.candidates import evaluate_decisions, label_horizon
@@ -52,14 +61,49 @@ def synthetic_expert(ds: Dataset, labels: pd.DataFrame, cfg: OrprConfig) -> pd.D
     horizon = label_horizon(ds, cfg.label)
     unit, day = labels["unit"].to_numpy(np.int64), labels["day"].to_numpy(np.int64)
     promo = promotion_points(ds, unit, day, horizon)
-    unit, day = unit[promo], day[promo]
     grid = np.asarray(cfg.label.grid, dtype=np.float64)
-    metrics = evaluate_decisions(ds, unit, day, grid, sim=cfg.sim, label=cfg.label)   # (N, C)
-    enough = metrics.lost_value <= (1.0 - cfg.rl.promo.expert_service_level) * metrics.demand_value
-    first = np.where(enough.any(axis=1), enough.argmax(axis=1), len(grid) - 1)  # smallest cover that serves
+    if cfg.rl.promo.synthetic_expert == "uplift":
+        v = uplift_expert(ds, labels, promo, time_split(ds.n_days, cfg.data.split).val_start, grid)[promo]
+    else:
+        v = hindsight_expert(ds, unit[promo], day[promo], grid, cfg)
+    unit, day = unit[promo], day[promo]
     return pd.DataFrame({"sku": ds.units["sku"].to_numpy()[unit], "dc": ds.units["dc"].to_numpy()[unit],
                          "date": pd.to_datetime(ds.dates[day]).strftime("%Y-%m-%d"),
-                         "v": grid[first].astype(np.int64)})
+                         "v": v.astype(np.int64)})
+
+
+def hindsight_expert(ds: Dataset, unit: np.ndarray, day: np.ndarray, grid: np.ndarray, cfg: OrprConfig) -> np.ndarray:
+    """(N,) the smallest grid cover whose lost-sales value over the replay is within the service level."""
+    metrics = evaluate_decisions(ds, unit, day, grid, sim=cfg.sim, label=cfg.label)   # (N, C)
+    enough = metrics.lost_value <= (1.0 - cfg.rl.promo.expert_service_level) * metrics.demand_value
+    return grid[np.where(enough.any(axis=1), enough.argmax(axis=1), len(grid) - 1)]
+
+
+def promotion_uplift(ds: Dataset, stop: int) -> np.ndarray:
+    """(U,) mean sales on promotion days / on other observed days before ``stop``; 1 without both."""
+    sales, observed = ds.sales[:, :stop], ds.observed[:, :stop]
+    promo = (ds.promo[:, :stop] > 0) & observed
+    other = ~(ds.promo[:, :stop] > 0) & observed
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = ((sales * promo).sum(axis=1) / promo.sum(axis=1)) / ((sales * other).sum(axis=1) / other.sum(axis=1))
+    return np.where(np.isfinite(ratio) & (ratio > 1.0), ratio, 1.0)
+
+
+def uplift_expert(ds: Dataset, labels: pd.DataFrame, promo: np.ndarray, train_stop: int,
+                  grid: np.ndarray) -> np.ndarray:
+    """(N,) per label row: the unit's typical cover plus (uplift - 1) x planned promotion days in the
+    next lead time + review period, rounded up onto the grid (module docstring). promo (N,): which
+    rows are promotion points; typical cover = median label of the unit's training rows without one."""
+    unit, day = labels["unit"].to_numpy(np.int64), labels["day"].to_numpy(np.int64)
+    v = labels["v_label"].to_numpy(np.float64)
+    quiet = ~promo & (day < train_stop)
+    typical = pd.Series(v[quiet]).groupby(unit[quiet]).median().reindex(range(ds.n_units))
+    typical = typical.fillna(float(np.median(v[quiet])) if quiet.any() else float(np.median(v))).to_numpy()
+    cover = (ds.units["lead_time_days"].to_numpy(np.int64) + ds.units["review_period_days"].to_numpy(np.int64))[unit]
+    ahead = day[:, None] + np.arange(int(cover.max(initial=1)))[None, :]                       # (N, D)
+    planned = (ds.promo[unit[:, None], np.minimum(ahead, ds.n_days - 1)] > 0) & (ahead - day[:, None] < cover[:, None])
+    extra = (promotion_uplift(ds, train_stop)[unit] - 1.0) * planned.sum(axis=1)
+    return grid[np.minimum(np.searchsorted(grid, typical[unit] + extra, side="left"), len(grid) - 1)]
 
 
 def read_expert_labels(path: str | Path, ds: Dataset, labels: pd.DataFrame, grid: list[int]) -> pd.DataFrame:
