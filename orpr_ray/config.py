@@ -38,6 +38,17 @@ class OrprConfig(Strict):
     classic: ClassicConfig = Field(default_factory=ClassicConfig)
 
 
+# The config sections a trained network depends on; the RL stages add "rl". A stage compares (and
+# hashes) only its own sections, so changing how a later stage runs never retrains an earlier one.
+TRAINING_SECTIONS = ("seed", "data", "sim", "label", "model", "train")
+RL_SECTIONS = (*TRAINING_SECTIONS, "rl")
+
+
+def sections(tree: dict | None, names: tuple[str, ...]) -> dict | None:
+    """The named top-level sections of a dumped config (None stays None)."""
+    return None if tree is None else {name: tree.get(name) for name in names}
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``a.b=value`` -> (['a', 'b'], parsed value)."""
     key, sep, raw = text.partition("=")

@@ -51,3 +51,18 @@ def tiny_labels(ds: Dataset, cfg: OrprConfig) -> pd.DataFrame:
 
     unit, day = decision_points(ds, cfg.label, cfg.sim)
     return label_shard(ds, unit, day, label=cfg.label, sim=cfg.sim).labels
+
+
+def tiny_forecast_job(*, epochs: int, workers: int, run_key: str):
+    """A tiny forecast stage for Ray Train fits: ``epochs`` of 256 points on ``workers`` workers."""
+    from orpr_ray.data.split import time_split
+    from orpr_ray.train.stages import StageJob, forecast_points, sample_points
+
+    cfg = tiny_config(num_workers=workers, torch_threads=1,
+                      forecast={"epochs": epochs, "samples_per_epoch": 256, "lr": 3e-3})
+    ds = tiny_dataset(cfg)
+    split = time_split(ds.n_days, cfg.data.split)
+    train, val = (forecast_points(ds, split, w, horizon=cfg.model.horizon_days, min_history=28)
+                  for w in ("train", "val"))
+    return StageJob(stage="forecast", config=cfg.model_dump(mode="json"), ds=ds, stats=tiny_stats(ds, cfg.model),
+                    grid=cfg.label.grid, train=train, val=sample_points(val, 128, 0), run_key=run_key)

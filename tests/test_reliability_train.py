@@ -8,27 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from model_helpers import tiny_config, tiny_dataset, tiny_stats
-from orpr_ray.data.split import time_split
+from model_helpers import tiny_forecast_job
 from orpr_ray.model.checkpoint import read_checkpoint
 from orpr_ray.train.runner import FAULT_ENV, FAULT_MARKER, train_stage
-from orpr_ray.train.stages import StageJob, forecast_points, sample_points
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 EPOCHS, KILL_EPOCH = 3, 2
 RUN_NAME = "forecast-fault-test"
-
-
-def _job() -> StageJob:
-    cfg = tiny_config(num_workers=1, torch_threads=1,
-                      forecast={"epochs": EPOCHS, "samples_per_epoch": 256, "lr": 3e-3})
-    ds = tiny_dataset(cfg)
-    split = time_split(ds.n_days, cfg.data.split)
-    train, val = (forecast_points(ds, split, w, horizon=cfg.model.horizon_days, min_history=28)
-                  for w in ("train", "val"))
-    return StageJob(stage="forecast", config=cfg.model_dump(mode="json"), ds=ds, stats=tiny_stats(ds, cfg.model),
-                    grid=cfg.label.grid, train=train, val=sample_points(val, 128, 0), run_key="fault-test")
 
 
 def _running(pid: int) -> bool:
@@ -43,7 +30,8 @@ def _running(pid: int) -> bool:
 def test_killed_worker_resumes_from_its_last_checkpoint(ray_session, tmp_path, monkeypatch):
     monkeypatch.setenv(FAULT_ENV, str(KILL_EPOCH))  # read by the driver, handed to the workers
     storage = tmp_path / "ray"
-    dest = train_stage(_job(), storage=storage, run_name=RUN_NAME, dest=tmp_path / "model")
+    dest = train_stage(tiny_forecast_job(epochs=EPOCHS, workers=1, run_key="fault-test"), storage=storage,
+                       run_name=RUN_NAME, dest=tmp_path / "model")
 
     killed = json.loads((storage / RUN_NAME / FAULT_MARKER).read_text())
     assert killed["metrics"]["epoch"] == KILL_EPOCH

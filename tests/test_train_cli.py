@@ -57,6 +57,11 @@ def test_pretrain_then_finetune(inputs, tmp_path, capsys):
 
     assert main(args) == 0  # finished: not redone
     assert "already holds this run's results" in capsys.readouterr().out
+    for later in ("rl.beta=0.2", "evaluate.bootstrap_samples=20", "classic.sim_warmup=50"):  # later stages' settings
+        assert main([*args, "--set", later]) == 0
+        assert "already holds this run's results" in capsys.readouterr().out
+    assert main([*args, "--set", "train.kl_weight=0.02"]) == 0  # its own settings do retrain
+    assert "already holds" not in capsys.readouterr().out
 
     fine = tmp_path / "fine"
     assert main(["finetune", "--pretrained", str(pre), "--out", str(fine)]) == 0

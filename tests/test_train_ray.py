@@ -7,36 +7,25 @@ from __future__ import annotations
 
 import pytest
 
-from model_helpers import tiny_config, tiny_dataset, tiny_stats
-from orpr_ray.data.split import time_split
+from model_helpers import tiny_forecast_job
 from orpr_ray.model.checkpoint import read_checkpoint
 from orpr_ray.model.policy import Policy
 from orpr_ray.train.runner import train_stage
-from orpr_ray.train.stages import StageJob, forecast_points, sample_points
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 
-def _job(epochs: int) -> StageJob:
-    cfg = tiny_config(num_workers=2, torch_threads=1,
-                      forecast={"epochs": epochs, "samples_per_epoch": 256, "lr": 3e-3})
-    ds = tiny_dataset(cfg)
-    split = time_split(ds.n_days, cfg.data.split)
-    train, val = (forecast_points(ds, split, w, horizon=cfg.model.horizon_days, min_history=28)
-                  for w in ("train", "val"))
-    return StageJob(stage="forecast", config=cfg.model_dump(mode="json"), ds=ds, stats=tiny_stats(ds, cfg.model),
-                    grid=cfg.label.grid, train=train, val=sample_points(val, 128, 0), run_key="ray-test")
-
-
 def test_two_workers_train_checkpoint_and_resume(ray_session, tmp_path):
     storage = tmp_path / "ray"
-    first = train_stage(_job(1), storage=storage, run_name="forecast-ray-test", dest=tmp_path / "first")
+    first = train_stage(tiny_forecast_job(epochs=1, workers=2, run_key="ray-test"), storage=storage,
+                        run_name="forecast-ray-test", dest=tmp_path / "first")
     _, meta = read_checkpoint(first)
     (epoch1,) = meta.training["history"]
     assert epoch1["world_size"] == 2 and epoch1["points_per_worker"] == 128  # 256 points split by rank
     assert epoch1["val_wape"] > 0 and "optimizer" not in meta.training  # exported without optimizer state
 
-    second = train_stage(_job(2), storage=storage, run_name="forecast-ray-test", dest=tmp_path / "second")
+    second = train_stage(tiny_forecast_job(epochs=2, workers=2, run_key="ray-test"), storage=storage,
+                         run_name="forecast-ray-test", dest=tmp_path / "second")
     _, resumed = read_checkpoint(second)
     assert [h["epoch"] for h in resumed.training["history"]] == [1, 2]
     assert resumed.training["history"][0] == epoch1  # epoch 1 came from the checkpoint, not a rerun

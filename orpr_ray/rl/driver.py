@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from orpr_ray.config import OrprConfig
+from orpr_ray.config import RL_SECTIONS, OrprConfig, sections
 from orpr_ray.core.artifacts import MANIFEST_NAME, read_manifest, write_json_atomic, write_manifest, write_text_atomic
 from orpr_ray.core.errors import InputError
 from orpr_ray.model.checkpoint import (CHECKPOINT_FILE, CheckpointMeta, build_from_checkpoint, check_compatible,
@@ -35,8 +35,8 @@ from orpr_ray.model.features import PanelFeatures
 from orpr_ray.rl.learner import (RLJob, States, greedy, run_learner, sample_states, score_policy,
                                 states_from_labels)
 from orpr_ray.train.rules import choose_rule, rule_name
-from orpr_ray.train.runner import (MAX_FAILURES, Inputs, LocalContext, RayWorkerContext, export_checkpoint, load_inputs,
-                                   source_record)
+from orpr_ray.train.runner import (MAX_FAILURES, Inputs, LocalContext, RayWorkerContext, export_checkpoint,
+                                   finished as finished_run, load_inputs, source_record)
 
 # Settings that change how a run is executed, never what it computes (excluded from the run key).
 RUNTIME_ONLY = ("num_workers", "torch_threads", "sweep")
@@ -64,7 +64,7 @@ def load_start(cfg: OrprConfig, checkpoint_dir: str | Path) -> tuple[dict[str, t
 
 def run_key(cfg: OrprConfig, stage: str, sources: dict) -> str:
     """Hash of everything that changes what the stage computes (not how it is executed)."""
-    tree = cfg.model_dump(mode="json")
+    tree = sections(cfg.model_dump(mode="json"), RL_SECTIONS)
     for key in RUNTIME_ONLY:
         tree["rl"].pop(key, None)
     blob = json.dumps({"config": tree, "stage": stage, "sources": sources}, sort_keys=True)
@@ -198,11 +198,8 @@ def done_checks(figures: dict, before: str, after: str, window: str = "val") -> 
 
 
 def finished(out_dir: Path, cfg: OrprConfig, inputs_record: dict) -> dict | None:
-    """The manifest of an identical finished run in ``out_dir``, if there is one."""
-    manifest = read_manifest(out_dir)
-    if manifest and manifest.get("config") == cfg.model_dump(mode="json") and manifest.get("inputs") == inputs_record:
-        return manifest
-    return None
+    """The manifest of an identical finished run (same inputs, same RL_SECTIONS) in ``out_dir``, if any."""
+    return finished_run(out_dir, cfg, inputs_record, RL_SECTIONS)
 
 
 def write_stage_outputs(out_dir: Path, job: RLJob, cfg: OrprConfig, inputs_record: dict, history: list[dict],

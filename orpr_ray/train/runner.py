@@ -30,7 +30,7 @@ from typing import Iterator
 import pandas as pd
 import torch
 
-from orpr_ray.config import OrprConfig
+from orpr_ray.config import TRAINING_SECTIONS, OrprConfig, sections
 from orpr_ray.core.artifacts import MANIFEST_NAME, read_manifest, write_json_atomic, write_manifest
 from orpr_ray.core.errors import InputError
 from orpr_ray.data.dataset import Dataset
@@ -271,7 +271,7 @@ def fit_stats(inputs: Inputs, cfg: OrprConfig) -> FeatureStats:
 
 def run_key(cfg: OrprConfig, stage: str, sources: dict, init: str | None) -> str:
     """Hash of everything that changes what a stage computes (not how fast)."""
-    tree = cfg.model_dump(mode="json")
+    tree = sections(cfg.model_dump(mode="json"), TRAINING_SECTIONS)
     for key in RUNTIME_ONLY:
         tree["train"].pop(key, None)
     blob = json.dumps({"config": tree, "stage": stage, "sources": sources, "init": init}, sort_keys=True)
@@ -326,10 +326,13 @@ def _report_stage(stage: str, model: OrprNet, meta: CheckpointMeta, inputs: Inpu
     return report
 
 
-def _finished(out_dir: Path, cfg: OrprConfig, inputs: dict) -> dict | None:
-    """The manifest of an identical finished run in ``out_dir``, if there is one."""
+def finished(out_dir: Path, cfg: OrprConfig, inputs: dict,
+             names: tuple[str, ...] = TRAINING_SECTIONS) -> dict | None:
+    """The manifest of a finished run in ``out_dir`` with the same inputs and the same config
+    ``names`` sections (the ones the stage depends on), if there is one."""
     manifest = read_manifest(out_dir)
-    if manifest and manifest.get("config") == cfg.model_dump(mode="json") and manifest.get("inputs") == inputs:
+    if (manifest and sections(manifest.get("config"), names) == sections(cfg.model_dump(mode="json"), names)
+            and manifest.get("inputs") == inputs):
         return manifest
     return None
 
@@ -365,7 +368,7 @@ def pretrain(cfg: OrprConfig, data_dir: str | Path, labels_dir: str | Path, out_
     """Stage 1 (forecaster) then stage 2 (decision head on the labels, encoders frozen). Returns the manifest."""
     out_dir = Path(out_dir)
     inputs_record = {"data": str(Path(data_dir).resolve()), "labels": str(Path(labels_dir).resolve())}
-    done = _finished(out_dir, cfg, inputs_record)
+    done = finished(out_dir, cfg, inputs_record)
     if done is not None:
         print(f"orpr pretrain: {out_dir} already holds this run's results", flush=True)
         return done
@@ -399,7 +402,7 @@ def finetune(cfg: OrprConfig, pretrained_dir: str | Path, out_dir: str | Path, *
     labels_dir = labels_dir or previous["inputs"]["labels"]
     inputs_record = {"data": str(Path(data_dir).resolve()), "labels": str(Path(labels_dir).resolve()),
                      "pretrained": str(Path(pretrained_dir).resolve())}
-    done = _finished(out_dir, cfg, inputs_record)
+    done = finished(out_dir, cfg, inputs_record)
     if done is not None:
         print(f"orpr finetune: {out_dir} already holds this run's results", flush=True)
         return done
