@@ -13,7 +13,9 @@ from orpr_ray.cli import main
 SMALL = ["classic", "--demand", "poisson:3", "--lead-time", "1", "--holding", "1", "--penalty", "4",
          "--periods", "1000", "--replications", "10", "--seed", "3",
          # --policy all trains the learned policy too: a few steps keep the CLI tests quick.
-         "--set", "classic.learned.pretrain_steps=20", "--set", "classic.learned.rl_steps=10"]
+         "--set", "classic.learned.pretrain_steps=20", "--set", "classic.learned.rl_steps=10",
+         "--set", "classic.learned.rounds=1", "--set", "classic.learned.relabel_rollouts=4096",
+         "--set", "classic.learned.refit_steps=10", "--set", "classic.learned.check_periods=500"]
 
 
 def test_json_reports_every_policy_with_exact_and_simulated_costs(capsys):
@@ -32,6 +34,7 @@ def test_json_reports_every_policy_with_exact_and_simulated_costs(capsys):
         assert r["simulation"]["ci_low"] < r["simulation"]["mean"] < r["simulation"]["ci_high"]
     assert set(reports["capped_base_stock"]["params"]) == {"S", "r"}
     assert set(reports["base_stock"]["params"]) == {"S"}
+    assert len(reports["learned"]["params"]["rounds"]) == 1  # the policy-iteration log reaches the JSON
 
 
 def test_one_policy_exact_only_as_a_table(capsys):

@@ -8,7 +8,7 @@ from orpr_ray.classic.distributions import parse_demand
 from orpr_ray.classic.exact import evaluate_policy, solve_optimal
 from orpr_ray.classic.heuristics import CappedBaseStock, ConstantOrder, Myopic, constant_order_cost
 from orpr_ray.classic.model import LostSalesProblem
-from orpr_ray.classic.simulate import simulate_policy
+from orpr_ray.classic.simulate import compare_policies, simulate_policy
 from orpr_ray.core.errors import InputError
 
 # A 99.9% interval: the seeds are fixed, so a test either always passes or always fails; the wide
@@ -36,6 +36,23 @@ def test_no_simulated_policy_beats_the_optimum_beyond_noise():
     for level in (prob.ip_bound - 3, prob.ip_bound):
         sim = simulate_policy(prob, CappedBaseStock(level, 4), seed=7, **SETTINGS)
         assert sim.ci_high >= optimum.lower
+
+
+def test_paired_comparison_agrees_with_exact_differences():
+    """The CRN difference of two policies' costs against the exact difference, and a policy against
+    itself: exactly zero (same demand, same orders)."""
+    prob = LostSalesProblem(parse_demand("poisson:4"), 2, 1.0, 9.0)
+    reference = CappedBaseStock(prob.ip_bound, 6)
+    candidates = [Myopic(prob), CappedBaseStock(prob.ip_bound - 2, 5), reference]
+    checks = compare_policies(prob, reference, candidates, periods=4000, replications=40, warmup=200, seed=3)
+    base = evaluate_policy(prob, reference).cost
+    for policy, check in zip(candidates[:2], checks):
+        exact = evaluate_policy(prob, policy).cost - base
+        assert abs(check.difference - exact) <= 3.3 * check.stderr, (policy, exact, check)  # 99.9%, two-sided
+        assert check.stderr < abs(exact) / 5  # paired: far tighter than the costs' own spread
+    assert (checks[2].difference, checks[2].stderr) == (0.0, 0.0)
+    with pytest.raises(InputError, match="replications"):
+        compare_policies(prob, reference, candidates, periods=10, replications=3, warmup=0, seed=0)
 
 
 def test_same_seed_same_result_other_seed_other_result():

@@ -10,7 +10,8 @@ MIN_REPLICATIONS = 10  # fewer replication means give no usable spread for a con
 
 class LearnedConfig(Strict):
     """The learned policy of the classic setting (classic/learned.py): a small OrprNet, its
-    supervised stage on capped base-stock labels and its RLOO stage on simulated rollouts."""
+    supervised stage on capped base-stock labels, its RLOO stage on simulated rollouts, then
+    rounds of policy iteration by simulation."""
 
     dim: int = Field(16, ge=8, description="token width of each of the three Transformer streams")
     layers: int = Field(1, ge=1, description="encoder layers per stream")
@@ -37,6 +38,19 @@ class LearnedConfig(Strict):
     horizon: int = Field(24, ge=2, description="periods per rollout; must exceed L so the order arrives")
     beta: float = Field(0.3, ge=0, description="weight of KL(pi || pi_pretrained): where the simulated "
                         "rewards cannot tell orders apart the policy stays with its labels")
+    rounds: int = Field(3, ge=0, description="policy-iteration rounds after RLOO: relabel the training "
+                        "states by simulated rollouts of the network's own policy, refit, keep the refit "
+                        "only if a paired simulation finds it cheaper")
+    relabel_span: int = Field(1, ge=1, description="orders compared per state: the current order +- this")
+    relabel_rollouts: int = Field(1 << 20, ge=1, description="rollouts per relabelling, split evenly over "
+                                  "states and compared orders (few states: many paths each)")
+    relabel_error: float = Field(0.05, gt=0, lt=1, description="chance, over all states together "
+                                 "(Bonferroni), that relabelling changes an order to one that is not better")
+    refit_steps: int = Field(200, ge=0, description="supervised steps of each refit to the relabelled orders")
+    refit_lr: float = Field(1e-3, gt=0)
+    check_periods: int = Field(20_000, ge=1, description="periods per replication of the paired simulation "
+                               "that decides whether a round is kept")
+    check_replications: int = Field(100, ge=MIN_REPLICATIONS, description="replications of that simulation")
     threads: int = Field(1, ge=1, description="torch threads while training and deciding (more only "
                          "contend for the cores at this network size)")
 

@@ -1,4 +1,5 @@
-"""The learned policy of the classic lost-sales setting: the retail OrprNet, OR labels, then RLOO.
+"""The learned policy of the classic lost-sales setting: the retail OrprNet, OR labels, RLOO, then
+policy iteration by simulation.
 
 Same network class and the same RLOO maths as the retail problem (``model.network.OrprNet``,
 ``rl.rloo``), fed this setting's state instead of a sales history (docs/CLASSIC.md, "Learned
@@ -21,7 +22,12 @@ Training, vectorised and seeded (numpy and torch Generators only):
    ``horizon`` periods (the sampled order, then the label policy) on demand paths shared by the k
    orders (common random numbers); reward = minus the mean summed expected period cost C(y).
    The expected-value reward is a one-step policy improvement of the label policy estimated by
-   simulation; the exact solver is used only to evaluate the result, never to train it.
+   simulation;
+4. policy iteration: rounds that relabel the training states with the order that simulated
+   rollouts of the network's *own* policy find significantly better, refit copies of the network,
+   and keep the cheapest copy only when a paired simulation finds it cheaper than the network.
+
+The exact solver is used only to evaluate the result, never to train it.
 """
 from __future__ import annotations
 
@@ -30,12 +36,14 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
+from statistics import NormalDist
 
 import numpy as np
 import torch
 
 from orpr_ray.classic.config import LearnedConfig
 from orpr_ray.classic.model import LostSalesProblem, Policy, StateSpace, TablePolicy, orders_of, successor
+from orpr_ray.classic.simulate import compare_policies
 from orpr_ray.core.errors import InputError
 from orpr_ray.model.config import ModelConfig, StreamConfig
 from orpr_ray.model.features import BASE_ATTRIBUTES, DAY_CHANNELS, OBJECTIVES, Features
@@ -47,6 +55,9 @@ TABLE_STATES = 200_000  # above this many states in {IP <= S-bar} orders are com
 CHUNK = 8_192  # states per forward pass when tabulating
 LATENT_WEIGHT = 1e-3  # weight of the latent's KL to N(0, I) in the supervised stage
 MASKED = -1e4  # logit of an infeasible order: finite, so KL and log-softmax stay finite
+CHECK_WARMUP = 200  # periods from the empty system discarded before two policies are compared
+ACCEPT_ERROR = 0.025  # chance that a round no better than the current policy is kept anyway (one-sided)
+MIN_RELABEL_PATHS = 8  # paths per candidate at least, so the paired standard error means something
 HISTORY_DAYS_MIN = 7  # ModelConfig's smallest history (ge=7); the pipeline fills its last L days
 _DAY = {name: i for i, name in enumerate(DAY_CHANNELS)}
 _OBJ = {name: i for i, name in enumerate(OBJECTIVES)}
@@ -109,9 +120,15 @@ def masked_outputs(model: OrprNet, problem: LostSalesProblem, states: np.ndarray
 
 def rollout_rewards(problem: LostSalesProblem, states: np.ndarray, actions: np.ndarray, follow: Policy, *,
                     horizon: int, paths: int, rng: np.random.Generator) -> np.ndarray:
-    """Minus the expected-period-cost sum of ``horizon`` simulated periods, averaged over paths.
+    """Minus the mean over paths of ``rollout_costs``: states (B, L), actions (B, k) -> (B, k)."""
+    return -rollout_costs(problem, states, actions, follow, horizon=horizon, paths=paths, rng=rng).mean(axis=2)
 
-    states (B, L), actions (B, k) -> (B, k). Period 0 orders the action, later periods ``follow``.
+
+def rollout_costs(problem: LostSalesProblem, states: np.ndarray, actions: np.ndarray, follow: Policy, *,
+                  horizon: int, paths: int, rng: np.random.Generator) -> np.ndarray:
+    """The expected-period-cost sum of ``horizon`` simulated periods, per demand path.
+
+    states (B, L), actions (B, k) -> (B, k, paths). Period 0 orders the action, later periods ``follow``.
     The B x k x paths systems run side by side; the k actions of a state share its demand paths
     (common random numbers), so their rewards differ only through the actions. Each period adds
     C(y), the expected cost of its on hand y (not the realised cost: same mean, less noise).
@@ -129,7 +146,41 @@ def rollout_rewards(problem: LostSalesProblem, states: np.ndarray, actions: np.n
         orders = first if t == 0 else orders_of(follow, systems)
         d = np.broadcast_to(demand[t], (batch, k, paths)).reshape(-1)
         systems = successor(np.column_stack([systems, orders]), np.maximum(on_hand - d, 0))
-    return -total.reshape(batch, k, paths).mean(axis=2)
+    return total.reshape(batch, k, paths)
+
+
+def improved_orders(problem: LostSalesProblem, states: np.ndarray, current: Policy, cfg: LearnedConfig,
+                    rng: np.random.Generator) -> np.ndarray:
+    """One step of policy improvement of ``current`` by simulation: a new order per state, int64 (m,).
+
+    Candidates are the current order + (-relabel_span .. relabel_span), the feasible ones; each is
+    scored by ``rollout_costs`` following ``current`` on demand paths shared by the state's
+    candidates, so the paired differences to the current order carry little noise. A state's order
+    changes to the cheapest candidate only when that candidate beats the current order by a margin
+    that all states together exceed by chance with probability ``relabel_error`` (Bonferroni over
+    every state and candidate): where the simulation cannot tell orders apart the order stays. The
+    rollout budget
+    ``relabel_rollouts`` is split evenly over states and candidates: few states (small L) get
+    many paths each, where the differences between orders are smallest.
+    """
+    current_orders = orders_of(current, states)
+    span = cfg.relabel_span
+    candidates = current_orders[:, None] + np.arange(-span, span + 1)  # (m, K); column span is the current order
+    room = np.maximum(problem.ip_bound - states.sum(axis=1), 0)
+    feasible = (candidates >= 0) & (candidates <= room[:, None])
+    candidates = np.where(feasible, candidates, current_orders[:, None])  # scored as the current order: never chosen
+    paths = max(MIN_RELABEL_PATHS, cfg.relabel_rollouts // candidates.size)
+    costs = rollout_costs(problem, states, candidates, current, horizon=cfg.horizon, paths=paths, rng=rng)
+    diff = costs - costs[:, span:span + 1, :]  # (m, K, paths), paired with the current order
+    mean = diff.mean(axis=2)
+    stderr = diff.std(axis=2, ddof=1) / np.sqrt(paths)
+    # Bonferroni: every (state, other candidate) pair is a test; all of them together switch a
+    # state that should not switch with probability at most relabel_error.
+    tests = max(int(feasible.sum()) - len(states), 1)
+    z = NormalDist().inv_cdf(1.0 - cfg.relabel_error / tests)
+    score = np.where(mean + z * stderr < 0, mean, np.inf)
+    score[:, span] = 0.0
+    return candidates[np.arange(len(states)), score.argmin(axis=1)]
 
 
 def training_states(problem: LostSalesProblem, label: Policy, cfg: LearnedConfig,
@@ -198,12 +249,14 @@ class LearnedPolicy:
         out = np.empty(len(states), dtype=np.int64)
         inside = idx >= 0
         out[inside] = self.table.orders[idx[inside]]
-        out[~inside] = self.orders(states[~inside])
+        if not inside.all():  # the network only for states outside the table (a forward pass is dear)
+            out[~inside] = self.orders(states[~inside])
         return out
 
 
 def train_learned(problem: LostSalesProblem, label: Policy, cfg: LearnedConfig, *, seed: int) -> LearnedPolicy:
-    """Build, pretrain on ``label``'s orders, then RLOO-align the network; returns the policy."""
+    """Build, pretrain on ``label``'s orders, RLOO-align, then improve the network by policy
+    iteration; returns the policy."""
     if cfg.horizon <= problem.lead_time:
         raise InputError(f"must exceed the lead time {problem.lead_time} (got {cfg.horizon}): an order "
                          "arrives L periods later, so a shorter rollout cannot tell orders apart",
@@ -214,11 +267,13 @@ def train_learned(problem: LostSalesProblem, label: Policy, cfg: LearnedConfig, 
     model = build_model(network_config(problem, cfg), grid_size=problem.ip_bound + 1, seed=seed)
     states, counts = training_states(problem, label, cfg, rng)
     weights = torch.from_numpy(counts / counts.sum())
-    labels = torch.from_numpy(orders_of(label, states))
+    targets = label_targets(problem, states, orders_of(label, states), cfg.label_width)
     log = {"train_states": int(len(states))}
     with torch_threads(cfg.threads):
-        log["pretrain_ce"] = pretrain(model, problem, states, labels, weights, cfg, generator)
+        log["pretrain_ce"] = supervised(model, problem, states, targets, weights, cfg.pretrain_steps,
+                                        cfg.pretrain_lr, cfg, generator)
         log["rl_reward"] = align(model, problem, states, weights, label, cfg, generator, rng)
+        model, log["rounds"] = policy_iteration(model, problem, states, weights, cfg, generator, rng)
     log["train_seconds"] = round(time.perf_counter() - started, 1)
     return LearnedPolicy(problem, model.eval(), cfg.threads, log)
 
@@ -239,26 +294,94 @@ def _batch(weights: torch.Tensor, size: int, generator: torch.Generator) -> np.n
     return torch.multinomial(weights, size, replacement=True, generator=generator).numpy()
 
 
-def pretrain(model: OrprNet, problem: LostSalesProblem, states: np.ndarray, labels: torch.Tensor,
-             weights: torch.Tensor, cfg: LearnedConfig, generator: torch.Generator) -> float | None:
-    """Supervised stage: the decision loss against the label orders. Returns the last cross-entropy."""
-    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.pretrain_lr)
+def label_targets(problem: LostSalesProblem, states: np.ndarray, labels: np.ndarray, width: float) -> torch.Tensor:
+    """(m, S-bar + 1) soft targets of ``width`` orders around each label, restricted to feasible
+    orders (mass on a masked order would cost 1e4) and renormalised."""
+    mask = feasible_mask(problem, states)
+    target = soft_targets(torch.from_numpy(labels), mask.shape[1], width) * mask
+    return target / target.sum(dim=1, keepdim=True)
+
+
+def supervised(model: OrprNet, problem: LostSalesProblem, states: np.ndarray, targets: torch.Tensor,
+               weights: torch.Tensor, steps: int, lr: float, cfg: LearnedConfig, generator: torch.Generator
+               ) -> float | None:
+    """``steps`` of cross-entropy against target distributions over orders, targets (m, S-bar + 1),
+    on batches of states drawn by ``weights``. Returns the last cross-entropy."""
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     ce = None
-    for _ in range(cfg.pretrain_steps):
+    for _ in range(steps):
         rows = _batch(weights, cfg.batch, generator)
         out = masked_outputs(model, problem, states[rows])
-        mask = feasible_mask(problem, states[rows])
-        # Soft targets restricted to feasible orders (mass on a masked order would cost 1e4).
-        target = soft_targets(labels[rows], mask.shape[1], cfg.label_width) * mask  # (B, G)
-        target = target / target.sum(dim=1, keepdim=True)
-        loss_ce = -(target * torch.log_softmax(out["logits"], dim=-1)).sum(dim=1).mean()
+        loss_ce = -(targets[rows] * torch.log_softmax(out["logits"], dim=-1)).sum(dim=1).mean()
         loss = loss_ce + LATENT_WEIGHT * kl_to_standard_normal(out["mu"], out["logvar"]).mean()
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
         ce = loss_ce.item()
     return ce
+
+
+def policy_iteration(model: OrprNet, problem: LostSalesProblem, states: np.ndarray, weights: torch.Tensor,
+                     cfg: LearnedConfig, generator: torch.Generator, rng: np.random.Generator
+                     ) -> tuple[OrprNet, list[dict]]:
+    """Up to ``cfg.rounds`` rounds of policy iteration by simulation, each kept only if it helps.
+
+    A round relabels the training states with ``improved_orders`` of the network's own policy and
+    fits copies of the network to the new labels (``refits``). A small network cannot move some
+    states without moving others, and which fit costs least is not known in advance, so one
+    common-random-numbers simulation (``compare_policies``) runs the current policy and every
+    copy: the cheapest copy replaces the network when it is cheaper by more than the
+    (Bonferroni) ACCEPT_ERROR margin. Iteration stops at the first round that changes no order or
+    keeps no copy. Returns the network and one log entry per round.
+    """
+    log = []
+    for _ in range(cfg.rounds):
+        current = LearnedPolicy(problem, model.eval(), cfg.threads)
+        improved = improved_orders(problem, states, current, cfg, rng)
+        changed = improved != orders_of(current, states)
+        entry = {"changed": int(changed.sum()), "kept": None}
+        log.append(entry)
+        if not changed.any():
+            break
+        fits = refits(model, problem, states, weights, improved, changed, cfg, generator)
+        checks = compare_policies(problem, current, [LearnedPolicy(problem, fit, cfg.threads) for fit in fits.values()],
+                                  periods=cfg.check_periods, replications=cfg.check_replications,
+                                  warmup=CHECK_WARMUP, seed=int(rng.integers(2 ** 31)))
+        z = NormalDist().inv_cdf(1.0 - ACCEPT_ERROR / len(fits))
+        entry["cost_change"] = {name: [round(c.difference, 6), round(c.stderr, 6)] for name, c in zip(fits, checks)}
+        name, best = min(zip(fits, checks), key=lambda pair: pair[1].difference)
+        if best.difference + z * best.stderr >= 0:
+            break
+        entry["kept"] = name
+        model = fits[name]
+    return model, log
+
+
+def refits(model: OrprNet, problem: LostSalesProblem, states: np.ndarray, weights: torch.Tensor,
+           improved: np.ndarray, changed: np.ndarray, cfg: LearnedConfig, generator: torch.Generator
+           ) -> dict[str, OrprNet]:
+    """Copies of the network fitted to the improved orders (the network itself is left alone):
+
+    - "distilled": targets are the network's own distribution where the order stays and soft
+      labels where it changes: the fit moves the changed states and leaves the rest be;
+    - "relabelled": soft labels at the improved order everywhere: a sharper fit of the whole policy.
+
+    Half of each batch is drawn from the changed states: at their own frequency a few hundred steps
+    would barely see them.
+    """
+    with torch.no_grad():
+        model.eval()
+        own = torch.cat([torch.softmax(masked_outputs(model, problem, states[i:i + CHUNK])["logits"], dim=-1)
+                         for i in range(0, len(states), CHUNK)])
+    labelled = label_targets(problem, states, improved, cfg.label_width)
+    distilled = torch.where(torch.from_numpy(changed)[:, None], labelled, own)
+    focus = 0.5 * weights + 0.5 * torch.from_numpy(changed / changed.sum())
+    fits = {}
+    for name, targets in (("distilled", distilled), ("relabelled", labelled)):
+        fits[name] = copy.deepcopy(model)
+        supervised(fits[name], problem, states, targets, focus, cfg.refit_steps, cfg.refit_lr, cfg, generator)
+    return fits
 
 
 def align(model: OrprNet, problem: LostSalesProblem, states: np.ndarray, weights: torch.Tensor, follow: Policy,
