@@ -2,6 +2,7 @@
 report of a run with every stage (real labels on Ray, real but untrained network checkpoints)."""
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from evaluate_support import tiny_config, write_data, write_labels, write_network
 from matplotlib.figure import Figure
 
-from orpr_ray.core.artifacts import read_manifest
+from orpr_ray.core.artifacts import read_manifest, write_json_atomic
 from orpr_ray.data.io import load_dataset
 from orpr_ray.evaluate.backtest import backtest_setup, run_backtest
 from orpr_ray.evaluate.policies import network_targets
@@ -20,7 +21,10 @@ from orpr_ray.evaluate.report import write_report
 from orpr_ray.label.candidates import label_horizon
 from orpr_ray.label.io import load_labels
 from orpr_ray.model.features import LABEL_OBJECTIVES, OBJECTIVES, LabelHistory
+from orpr_ray.model.checkpoint import build_from_checkpoint, read_checkpoint
 from orpr_ray.model.policy import Policy
+from orpr_ray.train.report import stage_report
+from orpr_ray.train.runner import load_inputs
 from orpr_ray.train.stages import Points
 
 pytestmark = pytest.mark.ray
@@ -31,7 +35,7 @@ CFG = tiny_config()
 def run_dir(ray_session, tmp_path_factory):
     run = write_data(CFG, tmp_path_factory.mktemp("evaluate_learned"))
     write_labels(CFG, run)
-    write_network(CFG, run, "pretrain", "pretrain", seed=1)
+    write_decision_report(write_network(CFG, run, "pretrain", "pretrain", seed=1))
     write_network(CFG, run, "rl", "rl", seed=2)
     sweep = run / "sweep"
     sweep.mkdir()
@@ -41,6 +45,16 @@ def run_dir(ray_session, tmp_path_factory):
     pd.DataFrame({"omega": [0.0, 1.0], "beta": [0.1, 0.1], "val_total_cost": [3.0, 2.0]}).to_csv(
         sweep / "trials.csv", index=False)
     return run
+
+
+def write_decision_report(stage_dir):
+    """The pretrain stage's own report of its (untrained) decision head, as ``orpr pretrain`` writes it."""
+    run = stage_dir.parent
+    inputs = load_inputs(CFG, run / "data", run / "labels")
+    state, meta = read_checkpoint(stage_dir / "policy")
+    report = stage_report(build_from_checkpoint(state, meta), meta, inputs.ds, inputs.labels, inputs.history,
+                          inputs.split, CFG, decisions=True)
+    write_json_atomic(stage_dir / "report.json", {"decision": report})
 
 
 @pytest.fixture(scope="module")
@@ -121,11 +135,11 @@ def test_report_is_self_contained_and_shows_every_section(run_dir, manifest):
     path = write_report(run_dir)
     text = path.read_text()
     sources = re.findall(r'src="([^"]*)"', text)
-    # changes, two segment charts, frontier, sweep, trajectories (no training history was written)
-    assert len(sources) == 6 and all(s.startswith("data:image/png;base64,") for s in sources)
+    # changes, two segment charts, frontier, label persistence, sweep, trajectories (no training history)
+    assert len(sources) == 7 and all(s.startswith("data:image/png;base64,") for s in sources)
     assert not re.search(r'(href|src)="(https?:)?//', text) and "<script" not in text
     for heading in ("Headline", "All policies", "ABC-XYZ", "Per category", "Promotion days", "frontier",
-                    "Training curves", "omega / beta sweep", "day by day", "Label calibration"):
+                    "Training curves", "naive predictors of the label", "omega / beta sweep", "day by day", "Label calibration"):
         assert heading in text, heading
     assert "hindsight oracle" in text
     assert "training curve of forecast: absent" in text  # the untrained checkpoints wrote no history
@@ -133,8 +147,18 @@ def test_report_is_self_contained_and_shows_every_section(run_dir, manifest):
     report_manifest = read_manifest(out)
     assert report_manifest is not None
     for table in ("headline", "comparison", "segments_abc_xyz", "promotion_days", "frontier", "calibration",
-                  "sweep_trials"):
+                  "sweep_trials", "decision_head", "label_persistence"):
         assert f"tables/{table}.csv" in report_manifest["outputs"], table
+    head = pd.read_csv(out / "tables" / "decision_head.csv").set_index("predictor")
+    pretrain = json.loads((run_dir / "pretrain" / "report.json").read_text())["decision"]["decision"]["test"]
+    assert head.loc["decision head (deployed rule)", "total_cost"] == pytest.approx(
+        pretrain["model"]["simulated"]["total_cost"])
+    assert head.loc["OR labels (hindsight)", "total_cost"] < head.loc["category median", "total_cost"]
+    lags = pd.read_csv(out / "tables" / "label_persistence.csv")
+    assert lags["lag_days"].iloc[0] == CFG.label.decision_stride_days
+    horizon, stride = label_horizon(load_dataset(run_dir / "data"), CFG.label), CFG.label.decision_stride_days
+    first_known = lags[lags["future_days_shared"] == 0].iloc[0]
+    assert first_known["lag_days"] == -(-horizon // stride) * stride  # the first whole stride past the horizon
     headline = pd.read_csv(out / "tables" / "headline.csv")
     assert headline["policy"].iloc[0] == "orpr" and headline["policy"].iloc[1] == "incumbent"
     assert (out / "figures" / "sweep_omega_beta.png").is_file()

@@ -145,3 +145,21 @@ def test_local_ray_starts_without_its_dashboard(ray_session):
     from ray._private.worker import global_worker
 
     assert not global_worker.node.address_info.get("webui_url")
+
+
+
+@pytest.mark.ray
+def test_workers_of_a_local_ray_drop_only_the_cleaners_missing_state_api_warning(ray_session):
+    """Without a dashboard the cleaner's State API query fails every second of training; the workers
+    of a local Ray drop that one message and keep the cleaner's other warnings."""
+    from orpr_ray.core.ray_env import NO_STATE_API_WARNING, TRAIN_CLEANER_LOGGER
+
+    @ray_session.remote
+    def passes(message: str) -> bool:  # defined here so that it travels by value, not by module name
+        import logging
+
+        logger = logging.getLogger(TRAIN_CLEANER_LOGGER)
+        return logger.filter(logger.makeRecord(TRAIN_CLEANER_LOGGER, logging.WARNING, "x", 0, message, None, None))
+
+    assert ray_session.get(passes.remote(NO_STATE_API_WARNING + ". State API may be temporarily unavailable.")) is False
+    assert ray_session.get(passes.remote("Detected that the Ray Train controller actor (x) is dead.")) is True

@@ -14,7 +14,8 @@ from orpr_ray.data.split import TimeSplit, time_split
 from orpr_ray.label.candidates import label_horizon
 from orpr_ray.model.features import PanelFeatures, RawFeatures
 from orpr_ray.model.network import build_model
-from orpr_ray.train.report import accuracy, naive_label_predictions, prepare_labels, snap_to_grid
+from orpr_ray.train.report import (accuracy, label_persistence, naive_label_predictions, prepare_labels,
+                                  snap_to_grid, summary_lines)
 from orpr_ray.train.runner import LocalContext, worker_threads
 from orpr_ray.train.stages import (KNOWN_COLUMNS, StageJob, epoch_order, forecast_metrics, forecast_points,
                                    label_points, naive_forecasts, run_stage, sample_points, score_points,
@@ -96,6 +97,11 @@ def test_naive_label_predictors():
     assert out["category_median"].tolist() == [6, 6, 6, 20, 20]  # training days (< 20) only
     assert out["previous_label"].tolist() == [6, 4, 8, 20, 20]
     assert out["latest_known_label"].tolist() == [6, 6, 4, 20, 20]  # only day 10's labels are known by day 24
+    persistence = label_persistence(labels, labels[labels["day"] == 24], horizon=14, stride=7, extra_lags=1)
+    assert [(r["lag_days"], r["future_days_shared"], r["points"]) for r in persistence] == [
+        (7, 7, 1), (14, 0, 2), (21, 0, 0)]  # unit 1 has no label at day 17
+    assert persistence[0]["within_3"] == 1.0 and persistence[1]["within_3"] == 0.5  # |8-6| <= 3; |4-6|, |20-30|
+    assert np.isnan(persistence[2]["within_3"])
     assert snap_to_grid(np.array([2.5, 40.0]), [1, 2, 3, 30]).tolist() == [2, 30]
     assert accuracy(np.array([4, 8, 13]), np.array([4, 9, 9])) == {"accuracy": 1 / 3, "within_1": 2 / 3,
                                                                     "within_3": 2 / 3}
@@ -167,3 +173,12 @@ def test_worker_threads_share_the_machine():
     assert worker_threads(tiny_config(torch_threads=3)) == 3
     assert worker_threads(tiny_config(torch_threads=None, num_workers=64)) == 1
     assert worker_threads(tiny_config(torch_threads=None, num_workers=1)) == (os.cpu_count() or 1)
+
+
+def test_console_summary_marks_only_the_earlier_labels_known_at_the_decision_day():
+    scored = {"within_3": 0.5, "simulated": {"total_cost": 10.0}}
+    report = {"decision": {"test": {"points": 3, "model": scored, "labels": scored, "label_persistence": [
+        {"lag_days": 7, "future_days_shared": 7, "points": 3, "within_3": 0.9},
+        {"lag_days": 14, "future_days_shared": 0, "points": 3, "within_3": 0.4}]}}}
+    lines = summary_lines("finetune", report)
+    assert lines[-1] == "[finetune] test within+-3 of the unit's label that many days earlier: 7d 0.900, 14d 0.400 (known)"

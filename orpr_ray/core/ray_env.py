@@ -1,6 +1,7 @@
 """Start or join Ray the same way from the CLI, the jobs and the tests."""
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 
@@ -10,6 +11,27 @@ LOCAL_RAY_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
 }
+
+
+# Ray Train's placement-group cleaner asks the State API, served by the dashboard, whether the
+# training controller is alive, and warns every second when there is none.
+TRAIN_CLEANER_LOGGER = "ray.train.v2._internal.execution.controller.placement_group_cleaner"
+NO_STATE_API_WARNING = "Failed to query Ray Train Controller actor state"
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefix)
+
+
+def quiet_missing_state_api() -> None:
+    """Worker setup hook of a local Ray: it has no dashboard (so no State API) on purpose, and the
+    cleaner's warning would repeat every second of every training run."""
+    logging.getLogger(TRAIN_CLEANER_LOGGER).addFilter(_DropMessage(NO_STATE_API_WARNING))
 
 
 def ensure_ray(num_cpus: int | None = None, address: str | None = None):
@@ -30,5 +52,6 @@ def ensure_ray(num_cpus: int | None = None, address: str | None = None):
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True,
+                 runtime_env={"worker_process_setup_hook": f"{__name__}.{quiet_missing_state_api.__name__}"})
     return ray

@@ -90,6 +90,19 @@ def training_histories(run_dir: Path) -> dict[str, pd.DataFrame]:
     return out
 
 
+def decision_head_report(run_dir: Path) -> tuple[str, dict] | None:
+    """The test-window decision report of the last supervised stage that wrote one (finetune, else the
+    pretrain's decision stage), with that stage's name; None when neither ran."""
+    for folder, stage in (("finetune", "finetune"), ("pretrain", "decision")):
+        path = run_dir / folder / "report.json"
+        if read_manifest(run_dir / folder) is None or not path.is_file():
+            continue
+        test = json.loads(path.read_text()).get(stage, {}).get("decision", {}).get("test", {})
+        if test.get("points"):
+            return stage, test
+    return None
+
+
 # ----------------------------------------------------------------------------------------------
 # Formatting.
 
@@ -277,6 +290,48 @@ def figure_training(histories: dict[str, pd.DataFrame]) -> Figure:
     return fig
 
 
+# Rows of the decision-head table: the model as deployed, the naive predictors, the labels themselves.
+HEAD_ROWS = {"model": "decision head (deployed rule)", "previous_label": "previous label (shares future demand)",
+             "latest_known_label": "latest label known at the decision day", "category_median": "category median",
+             "labels": "OR labels (hindsight)"}
+
+
+def decision_head_table(test: dict) -> pd.DataFrame:
+    """Per predictor of the label: accuracy within +-3 days and the simulated outcome of its targets."""
+    rows = []
+    for name, text in HEAD_ROWS.items():
+        if name not in test:
+            continue
+        sim = test[name]["simulated"]
+        rows.append({"predictor": text, "within_3": test[name].get("within_3", np.nan),
+                     "total_cost": sim["total_cost"], "in_stock_rate": sim["in_stock_rate"],
+                     "turnover_days": sim["turnover_days"]})
+    return pd.DataFrame(rows)
+
+
+def figure_label_persistence(test: dict) -> Figure:
+    """Within +-3 accuracy of the unit's own earlier label by lag, against the decision head's."""
+    table = pd.DataFrame(test["label_persistence"])
+    fig, ax = new_figure(figsize=(7.5, 3.4))
+    known = table["future_days_shared"] == 0
+    ax.bar(table["lag_days"][~known], table["within_3"][~known], width=4, color="#bbbbbb",
+           label="earlier label, computed from demand after the decision day")
+    ax.bar(table["lag_days"][known], table["within_3"][known], width=4, color="#1f77b4",
+           label="earlier label, known at the decision day")
+    for name, style in (("model", "-"), ("category_median", ":")):
+        if name in test:
+            ax.axhline(test[name]["within_3"], ls=style, color=COLORS["orpr"] if name == "model" else "#2ca02c",
+                       label=HEAD_ROWS[name])
+    mode = test.get("model_rules", {}).get("mode")
+    if mode:
+        ax.axhline(mode["within_3"], ls="--", color=COLORS["orpr"], label="decision head read by its mode")
+    ax.set_xlabel("lag of the earlier label (days)")
+    ax.set_ylabel("within +-3 days of the label")
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
 def figure_trajectories(bt: Backtest) -> Figure:
     """Daily on-hand of a few units under the focus policies, with demand and promotion days."""
     traj = bt.trajectories
@@ -441,6 +496,28 @@ def add_training(page: Page, run_dir: Path) -> None:
             page.absent(f"training curve of {stage}", "the stage did not run or wrote no history")
 
 
+def add_decision_head(page: Page, run_dir: Path) -> None:
+    page.heading("Decision head against naive predictors of the label",
+                 "Test window, label decision points: each predictor's targets are replayed like the labels "
+                 "(simulated outcome over the label horizon). A label is a hindsight optimum, so the unit's "
+                 "previous label was computed from much of the same future demand; the figure shows how its "
+                 "accuracy falls as the lag grows until no future day is shared.")
+    found = decision_head_report(run_dir)
+    if found is None:
+        page.absent("decision head report", "no finished pretrain/ or finetune/ stage with labels")
+        return
+    stage, test = found
+    frame = decision_head_table(test)
+    shown = frame.assign(**{c: [fmt(v, c) for v in frame[c]] for c in ("in_stock_rate", "turnover_days", "total_cost")},
+                         within_3=[fmt(v, "in_stock_rate") for v in frame["within_3"]])
+    page.table("decision_head", shown, save=frame)
+    if test.get("label_persistence"):
+        page.figure("label_persistence", lambda: figure_label_persistence(test),
+                    f"Stage {stage}: accuracy within +-3 days of the unit's own earlier label, by lag; lines: "
+                    "the decision head and the category median.")
+        page.tables["label_persistence"] = pd.DataFrame(test["label_persistence"])
+
+
 def add_sweep(page: Page, run_dir: Path) -> None:
     page.heading("omega / beta sweep")
     folder = run_dir / "sweep"
@@ -485,6 +562,7 @@ def write_report(run_dir: str | Path) -> Path:
     add_segments(page, bt)
     add_frontier(page, bt)
     add_training(page, run_dir)
+    add_decision_head(page, run_dir)
     add_sweep(page, run_dir)
     add_trajectories(page, bt)
     add_calibration(page, run_dir)

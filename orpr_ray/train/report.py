@@ -15,7 +15,7 @@ from orpr_ray.config import OrprConfig
 from orpr_ray.core.errors import InputError
 from orpr_ray.data.dataset import Dataset
 from orpr_ray.data.split import TimeSplit
-from orpr_ray.label.candidates import evaluate_decisions
+from orpr_ray.label.candidates import evaluate_decisions, label_horizon
 from orpr_ray.model.checkpoint import CheckpointMeta
 from orpr_ray.model.features import LabelHistory, PanelFeatures
 from orpr_ray.model.network import OrprNet, target_index
@@ -83,6 +83,27 @@ def naive_label_predictions(labels: pd.DataFrame, split: TimeSplit, grid: list[i
     return out
 
 
+def label_persistence(labels: pd.DataFrame, rows: pd.DataFrame, *, horizon: int, stride: int,
+                      extra_lags: int = 2) -> list[dict]:
+    """How well the unit's own label ``lag`` days earlier predicts each row's label, for lags of one
+    stride up to ``extra_lags`` strides past the horizon: within +-3 days, and how many days of the
+    demand after the decision day the earlier label was computed from (``horizon - lag``, at least 0).
+
+    A label is a hindsight optimum over ``horizon`` days, so an earlier label shares future demand
+    with the one predicted until the lag reaches the horizon; this table shows how much of the
+    previous label's accuracy comes from that shared future (only lags >= horizon are known at
+    the decision day)."""
+    by_key = labels.set_index(["unit", "day"])["v_label"]
+    truth = rows["v_label"].to_numpy(float)
+    out = []
+    for lag in range(stride, horizon + (extra_lags + 1) * stride, stride):
+        earlier = by_key.reindex(pd.MultiIndex.from_arrays([rows["unit"], rows["day"] - lag])).to_numpy(float)
+        has = ~np.isnan(earlier)
+        out.append({"lag_days": lag, "future_days_shared": max(horizon - lag, 0), "points": int(has.sum()),
+                    "within_3": accuracy(earlier[has], truth[has])["within_3"]})
+    return out
+
+
 def _or_fallback(values: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(values), fallback, np.nan_to_num(values)).astype(np.int64)
 
@@ -138,6 +159,8 @@ def decision_report(model: OrprNet, meta: CheckpointMeta, panel: PanelFeatures, 
               "labels": {"simulated": simulated(panel.ds, points, truth, cfg)}}
     report.update({name: scored(rows[name].to_numpy()) for name in NAIVE_PREDICTORS if name in rows})
     report["model_rules"] = {rule_name(q): scored(targets(q)) for q in RULE_QUANTILES}
+    report["label_persistence"] = label_persistence(labels, rows, horizon=label_horizon(panel.ds, cfg.label),
+                                                    stride=cfg.label.decision_stride_days)
     return report
 
 
@@ -166,4 +189,8 @@ def summary_lines(stage: str, report: dict) -> list[str]:
         cost = ", ".join(f"{n.replace('_', ' ')} {dec[n]['simulated']['total_cost']:.0f}"
                          for n in ("labels", *names))
         lines.append(f"[{stage}] {window} within+-3: {within}; simulated total cost: {cost}")
+        if dec.get("label_persistence"):
+            lags = ", ".join(f"{r['lag_days']}d {r['within_3']:.3f}" + ("" if r["future_days_shared"] else " (known)")
+                             for r in dec["label_persistence"])
+            lines.append(f"[{stage}] {window} within+-3 of the unit's label that many days earlier: {lags}")
     return lines
