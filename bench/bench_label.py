@@ -12,28 +12,22 @@ section of docs/BENCHMARKS.md.
 """
 from __future__ import annotations
 
-import argparse
-import datetime as dt
 import os
 import resource
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-
-from common import BENCHMARKS, machine, write_section  # noqa: E402  (bench/ is on sys.path)
-from orpr_ray.core.ray_env import ensure_ray  # noqa: E402
-from orpr_ray.data.config import SynthConfig  # noqa: E402
-from orpr_ray.data.synth import synthesize  # noqa: E402
-from orpr_ray.label.candidates import decision_points, label_horizon  # noqa: E402
-from orpr_ray.label.config import LabelConfig  # noqa: E402
-from orpr_ray.label.driver import label_shard, plan_shards, run_labels  # noqa: E402
-from orpr_ray.sim.config import SimConfig  # noqa: E402
+from common import bench_parser, command_line, dated_entry, machine, publish  # (bench/ is on sys.path)
+from orpr_ray.core.ray_env import ensure_ray
+from orpr_ray.data.config import SynthConfig
+from orpr_ray.data.synth import synthesize
+from orpr_ray.label.candidates import decision_points, label_horizon
+from orpr_ray.label.config import LabelConfig
+from orpr_ray.label.driver import label_shard, plan_shards, run_labels
+from orpr_ray.sim.config import SimConfig
 
 SECTION = "## Labels"
 DATES = 52  # one year of weekly decision dates
@@ -89,9 +83,8 @@ def crosscheck(ds, sim: SimConfig, n_groups: int) -> dict:
 
 
 def report(command: str, runs: list[dict], check: dict, n_dates: int, setup: dict) -> str:
-    lines = [f"### {dt.date.today().isoformat()}: {', '.join(f'{u:,}' for u in setup['sizes'])} units x "
-             f"{n_dates} weekly dates x 60 candidates", "",
-             f"- Command: `{command}` (local Ray, 2 CPUs; workers = tasks in flight)",
+    title = f"{', '.join(f'{u:,}' for u in setup['sizes'])} units x {n_dates} weekly dates x 60 candidates"
+    lines = [f"- Command: `{command}` (local Ray, 2 CPUs; workers = tasks in flight)",
              f"- Machine: {machine()}",
              "- Synthetic data generation (not in the times below): "
              + ", ".join(f"{u:,} units {s:.1f} s" for u, s in setup["synth_s"].items()),
@@ -116,18 +109,17 @@ def report(command: str, runs: list[dict], check: dict, n_dates: int, setup: dic
               f"{check['highs_s']:.1f} s (build + solve), the fast path {check['fast_s']:.2f} s for the same groups",
               f"- Driver peak RSS {setup['rss_mib']:,.0f} MiB",
              f"- Load average (1 min) at start {setup['load'][0]:.1f}, at end {setup['load'][1]:.1f}: anything "
-             "above the core count means other jobs shared the CPUs", ""]
-    return "\n".join(lines)
+             "above the core count means other jobs shared the CPUs"]
+    return dated_entry(title, lines)
 
 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 70_000])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--crosscheck-groups", type=int, default=4)
-    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/BENCHMARKS.md alone")
     args = parser.parse_args()
     sim = SimConfig()
     ensure_ray(num_cpus=max(args.workers))
@@ -145,11 +137,8 @@ def main() -> None:
     setup = {"sizes": args.sizes, "synth_s": synth_s,
              "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
              "load": (load_start, os.getloadavg()[0])}
-    entry = report(" ".join(["python bench/bench_label.py", *sys.argv[1:]]), runs, check, n_dates, setup)
-    print(entry)
-    if not args.no_write:
-        write_section(SECTION, entry)
-        print(f"added to {BENCHMARKS.relative_to(ROOT)}")
+    entry = report(command_line(__file__), runs, check, n_dates, setup)
+    publish(SECTION, entry, write=not args.no_write)
 
 
 if __name__ == "__main__":

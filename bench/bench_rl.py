@@ -21,18 +21,15 @@ import os
 for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
-import argparse  # noqa: E402
-import datetime as dt  # noqa: E402
 import statistics  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from common import BENCHMARKS, machine, write_section  # noqa: E402  (bench/ is on sys.path)
+from common import (bench_parser, command_line, dated_entry, machine_and_load,  # noqa: E402  (bench/ is on sys.path)
+                    publish)
 from orpr_ray.config import OrprConfig  # noqa: E402
 from orpr_ray.data.split import time_split  # noqa: E402
 from orpr_ray.data.synth import synthesize  # noqa: E402
@@ -47,7 +44,6 @@ from orpr_ray.rl.reward import score_actions  # noqa: E402
 from orpr_ray.train.report import naive_label_predictions, prepare_labels  # noqa: E402
 from orpr_ray.train.stages import label_points  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## RLOO"
 
 
@@ -125,13 +121,11 @@ def bench_env(job: RLJob, steps: int) -> dict:
 def report(args, cfg: OrprConfig, job: RLJob, n_params: int, results: dict) -> str:
     rl = cfg.rl
     reward, step, env = results["reward"], results["step"], results["env"]
-    return "\n".join([
-        f"### {dt.date.today().isoformat()}: {cfg.data.synth.units} units x {cfg.data.synth.days} days, "
-        f"B = {rl.batch_states} states x k = {rl.k}, grid {len(cfg.label.grid)}",
-        "",
+    title = (f"{cfg.data.synth.units} units x {cfg.data.synth.days} days, "
+             f"B = {rl.batch_states} states x k = {rl.k}, grid {len(cfg.label.grid)}")
+    return dated_entry(title, [
         f"- Command: `{results['command']}` (one torch thread, NUMBA_NUM_THREADS=OMP_NUM_THREADS=1)",
-        f"- Machine: {machine()}; load average {results['load'][0]:.1f} at the start, {results['load'][1]:.1f} at "
-        f"the end (a shared machine: other jobs slow the wall clock)",
+        f"- Machine: {machine_and_load(results['load'])}",
         f"- Network: {n_params:,} parameters (default model config, untrained), trained parts "
         f"{rl.trainable_parts}; {len(job.train):,} training states, replay horizon "
         f"{label_horizon(job.ds, cfg.label)} days",
@@ -143,36 +137,31 @@ def report(args, cfg: OrprConfig, job: RLJob, n_params: int, results: dict) -> s
         f"- Same decisions one at a time through the gymnasium environment (random actions, the RLlib path, no "
         f"network or update): {env['per_s']:,.0f} decisions per second, **{step['per_s'] / env['per_s']:.0f}x** "
         f"fewer than the learner's batched path",
-        "",
     ])
 
 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--units", type=int, default=600, help="synthetic units (the demo catalogue has 600)")
     parser.add_argument("--states", type=int, default=128, help="states per step (rl.batch_states)")
     parser.add_argument("--k", type=int, default=8, help="actions per state (rl.k)")
     parser.add_argument("--steps", type=int, default=10, help="learner steps timed")
     parser.add_argument("--repeats", type=int, default=10, help="reward batches timed")
     parser.add_argument("--env-steps", type=int, default=300, help="environment steps timed")
-    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/BENCHMARKS.md alone")
     args = parser.parse_args()
     torch.set_num_threads(1)
     load_start = os.getloadavg()[0]
     cfg = OrprConfig.model_validate({"data": {"synth": {"units": args.units}},
                                      "rl": {"batch_states": args.states, "k": args.k}})
     job, n_params = build_job(cfg)
-    results = {"command": " ".join(["python bench/bench_rl.py", *sys.argv[1:]]),
+    results = {"command": command_line(__file__),
                "reward": bench_reward(job, args.repeats), "step": bench_steps(job, args.steps),
                "env": bench_env(job, args.env_steps)}
     results["load"] = (load_start, os.getloadavg()[0])
     entry = report(args, cfg, job, n_params, results)
-    print(entry)
-    if not args.no_write:
-        write_section(SECTION, entry)
-        print(f"added to {BENCHMARKS.relative_to(ROOT)}")
+    publish(SECTION, entry, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import os
 import resource
@@ -27,9 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-from common import machine, write_section  # noqa: E402  (bench/ is on sys.path)
+from common import bench_parser, command_line, dated_entry, machine, publish  # (bench/ is on sys.path)
 SECTION = "## Serving"
 SINGLE_CONCURRENCY = (1, 8, 32)
 FORWARD_BATCHES = (1, 8, 32, 512, 5000)
@@ -335,10 +332,8 @@ def report(args, params: int, flops: float, gemm: dict, local: dict, runs: list[
     threads = args.torch_threads
     ceiling = gemm[threads] / flops
     best_forward = max(local["forward_per_s"].values())
+    title = f"{params / 1e6:.2f} M-parameter network (untrained, default config), {threads} torch thread(s) per replica"
     lines = [
-        f"### {dt.date.today().isoformat()}: {params / 1e6:.2f} M-parameter network (untrained, default config), "
-        f"{threads} torch thread(s) per replica",
-        "",
         f"- Command: `{args.command}`",
         f"- Machine: {machine()}; load from a separate process on loopback (asyncio HTTP/1.1 keep-alive client)",
         f"- One decision = **{flops / 1e6:.1f} MFLOP** (torch FLOP counter). Measured float32 GEMM: "
@@ -385,8 +380,7 @@ def report(args, params: int, flops: float, gemm: dict, local: dict, runs: list[
                          f"({replica / local['engine_forward_per_cpu_s']:.0%} of the bare forward pass), all of this "
                          f"benchmark's processes together {ours:,.0f} per CPU-second "
                          f"({ours / local['engine_forward_per_cpu_s']:.0%})")
-    lines.append("")
-    return "\n".join(lines)
+    return dated_entry(title, lines)
 
 
 def _profile_text(cpu: dict) -> str:
@@ -397,7 +391,7 @@ def _profile_text(cpu: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--checkpoint", help="a trained checkpoint (default: an untrained full-size network)")
     parser.add_argument("--catalogue-units", type=int, default=600, help="synthetic units the requests come from")
     parser.add_argument("--torch-threads", type=int, default=1)
@@ -408,7 +402,6 @@ def main() -> None:
     parser.add_argument("--batch-requests", type=int, default=4)
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-write", action="store_true", help="print the entry, leave docs/BENCHMARKS.md alone")
     parser.add_argument("--loadgen", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--target", help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
@@ -417,7 +410,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.loadgen:
         return loadgen_main(args)
-    args.command = " ".join(["python bench/bench_serve.py", *sys.argv[1:]])
+    args.command = command_line(__file__)
 
     import torch
 
@@ -448,9 +441,8 @@ def main() -> None:
         print(json.dumps({"flops": flops, "gemm": gemm, "local": local}, indent=1, default=str), file=sys.stderr)
         runs = serve_runs(checkpoint, units, args, work)
     entry = report(args, count_parameters(policy.model), flops, gemm, local, runs)
-    print(entry)
-    if not args.no_write:
-        write_section(SECTION, entry)
+    # stdout is the entry alone here (progress goes to stderr), so no "added to" line after it
+    publish(SECTION, entry, write=not args.no_write, announce=False)
 
 
 def _requests(units: list[dict]):

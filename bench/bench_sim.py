@@ -18,7 +18,6 @@ for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MK
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
-import datetime as dt  # noqa: E402
 import json  # noqa: E402
 import resource  # noqa: E402
 import statistics  # noqa: E402
@@ -32,7 +31,7 @@ import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from common import BENCHMARKS, machine, write_section  # noqa: E402  (bench/ is on sys.path)
+from common import bench_parser, command_line, dated_entry, machine, publish  # noqa: E402  (bench/ is on sys.path)
 sys.path.insert(0, str(ROOT / "tests"))  # the reference simulator lives with the tests
 
 from orpr_ray.sim.engine import simulate_grid  # noqa: E402
@@ -147,9 +146,7 @@ def memory(args) -> dict:
 def report(args, results: dict) -> str:
     size = f"{args.units:,} units x {args.candidates} candidates x {args.days} days"
     days, levels, ref, mem = results["days"], results["levels"], results["reference"], results["memory"]
-    return "\n".join([
-        f"### {dt.date.today().isoformat()}: {size}",
-        "",
+    return dated_entry(size, [
         f"- Command: `{results['command']}` (one thread: NUMBA_NUM_THREADS=OMP_NUM_THREADS=1)",
         f"- Machine: {machine()}",
         f"- Load average while it ran: {results['load'][0]:.1f} at the start, {results['load'][1]:.1f} at the end "
@@ -166,20 +163,18 @@ def report(args, results: dict) -> str:
         f"- Pure-Python reference (tests/sim_reference.py) on the first {ref['units']} units: "
         f"{ref['per_s'] / 1e3:,.0f} k unit-candidate-days/s by CPU time; the grid kernel is "
         f"**{ref['ratio']:,.0f}x** faster (CPU time, inventory-days mode); results identical: {ref['identical']}",
-        "",
     ])
 
 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--units", type=int, default=10_000)
     parser.add_argument("--candidates", type=int, default=40)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--reference-units", type=int, default=20)
-    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/BENCHMARKS.md alone")
     parser.add_argument("--child-memory", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_memory:
@@ -187,17 +182,14 @@ def main() -> None:
         return
     load_start = os.getloadavg()[0]
     inst = make_instance(args.units, args.candidates, args.days)
-    results = {"command": " ".join(["python bench/bench_sim.py", *sys.argv[1:]]),
+    results = {"command": command_line(__file__),
                "days": throughput(inst, "days", args.repeats),
                "levels": throughput(inst, "levels", args.repeats),
                "memory": memory(args)}
     results["reference"] = reference_ratio(inst, args.reference_units, results["days"]["cpu_per_s"])
     results["load"] = (load_start, os.getloadavg()[0])
     entry = report(args, results)
-    print(entry)
-    if not args.no_write:
-        write_section(SECTION, entry)
-        print(f"added to {BENCHMARKS.relative_to(ROOT)}")
+    publish(SECTION, entry, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -12,17 +12,14 @@ Prints a Markdown entry and adds it to the "Training throughput" section of docs
 """
 from __future__ import annotations
 
-import argparse
-import datetime as dt
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from common import BENCHMARKS, REPO, machine, write_section  # (bench/ is on sys.path)
+from common import bench_parser, command_line, dated_entry, machine_and_load, publish  # (bench/ is on sys.path)
 from orpr_ray.config import OrprConfig
 from orpr_ray.core.ray_env import ensure_ray
 from orpr_ray.data.split import time_split
@@ -76,14 +73,11 @@ def timed_fit(stage: str, cfg: OrprConfig, inputs: Inputs, stats, init: dict | N
 
 
 def report(args, cfg: OrprConfig, n_params: int, rows: list[dict], load: tuple[float, float], command: str) -> str:
+    title = (f"{cfg.data.synth.units} units x {cfg.data.synth.days} days, {args.samples} points x "
+             f"{args.epochs} epochs per fit, global batch {cfg.train.batch_size} (split across workers)")
     lines = [
-        f"### {dt.date.today().isoformat()}: {cfg.data.synth.units} units x {cfg.data.synth.days} days, "
-        f"{args.samples} points x {args.epochs} epochs per fit, global batch {cfg.train.batch_size} "
-        "(split across workers)",
-        "",
         f"- Command: `{command}`",
-        f"- Machine: {machine()}; load average {load[0]:.1f} at the start, {load[1]:.1f} at the end (a shared "
-        f"machine: other jobs slow the wall clock)",
+        f"- Machine: {machine_and_load(load)}",
         f"- Network: {n_params:,} parameters (default model config); {cfg.train.torch_threads or 'cores / workers'} "
         "torch thread(s) per worker (`train.torch_threads`); 'in-process' = `train.num_workers=0`, the same loop "
         "without Ray",
@@ -100,17 +94,16 @@ def report(args, cfg: OrprConfig, n_params: int, rows: list[dict], load: tuple[f
         label = "in-process" if r["workers"] == 0 else str(r["workers"])
         lines.append(f"| {r['stage']} | {trains[r['stage']]} | {label} | {r['per_worker']:,.0f} | "
                      f"{r['per_worker'] * workers:,.0f} | {r['points_per_worker']:,} | {r['fit_s']:.0f} |")
-    return "\n".join(lines + [""])
+    return dated_entry(title, lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--units", type=int, default=600, help="synthetic units (the demo catalogue has 600)")
     parser.add_argument("--samples", type=int, default=4096, help="training points per epoch, all workers")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per fit (the last one is reported)")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="worker counts (0 = no Ray)")
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
-    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/BENCHMARKS.md alone")
     args = parser.parse_args()
     load_start = os.getloadavg()[0]
     stage_cfg = {"epochs": args.epochs, "samples_per_epoch": args.samples}
@@ -131,12 +124,8 @@ def main() -> None:
             for stage in args.stages:
                 rows.append(timed_fit(stage, worker_cfg, inputs, stats, None, Path(tmp)))
                 print(rows[-1], flush=True)
-    entry = report(args, cfg, n_params, rows, (load_start, os.getloadavg()[0]),
-                   " ".join(["python bench/bench_train.py", *sys.argv[1:]]))
-    print(entry)
-    if not args.no_write:
-        write_section(SECTION, entry)
-        print(f"added to {BENCHMARKS.relative_to(REPO)}")
+    entry = report(args, cfg, n_params, rows, (load_start, os.getloadavg()[0]), command_line(__file__))
+    publish(SECTION, entry, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,23 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """The serving tests' tiny checkpoint: (its directory, the catalogue it was made from)."""
+    from serve_support import make_checkpoint  # imported here: it loads torch, which most tests do not need
+
+    directory = tmp_path_factory.mktemp("serve_ckpt")
+    return directory, make_checkpoint(directory)
+
+
+@pytest.fixture(scope="module")
+def units(checkpoint):
+    """One serving request unit per unit of the checkpoint's catalogue."""
+    from serve_support import request_units
+
+    return request_units(checkpoint[1])
+
+
 @pytest.fixture(scope="session")
 def m5_dev_dir() -> Path:
     folder = SHARED_DATA / "m5_dev"

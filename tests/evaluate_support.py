@@ -9,21 +9,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rl_helpers import TINY as RL_TINY
+
 from orpr_ray.config import OrprConfig
 from orpr_ray.core.artifacts import write_manifest
 from orpr_ray.data.io import load_dataset, write_dataset
 from orpr_ray.data.synth import synthesize
 from orpr_ray.model.checkpoint import CHECKPOINT_FILE, CheckpointMeta, model_for, save_checkpoint
 
-TINY_STREAM = {"dim": 16, "layers": 1, "heads": 2, "ff_dim": 32}
+# The RL tests' tiny world with this suite's own seed and small evaluation budgets. Of its RL settings only
+# steps x batch_states x k matter here (the PPO baseline's sample budget); eval_every, lr and val_points are
+# read only while RLOO trains, which no evaluation test does.
 TINY = {
+    **RL_TINY,
     "seed": 7,
-    "data": {"synth": {"units": 24, "days": 200, "categories": 2, "dcs": 2, "promo_share": 0.15},
-             "split": {"val_days": 28, "test_days": 42}},
-    "label": {"v_max": 20, "shard_size": 50},
-    "model": {"history_days": 28, "horizon_days": 14, "sales": TINY_STREAM, "attributes": TINY_STREAM,
-              "objectives": TINY_STREAM, "fused_dim": 32, "head_hidden": 32, "latent_dim": 4},
-    "rl": {"k": 4, "batch_states": 16, "steps": 4},
     "evaluate": {"bootstrap_samples": 200, "frontier_targets": [0.9, 0.99], "trajectory_units": 3,
                  "ppo": {"enabled": False, "train_batch_size": 256, "minibatch_size": 64, "num_epochs": 2,
                          "hidden": [16], "envs_per_runner": 4}},

@@ -1,16 +1,21 @@
-"""Shared pieces of the serving tests: a tiny real checkpoint, request units, and the in-process answer.
+"""Shared pieces of the serving tests: a tiny real checkpoint, request units, the service on a free port,
+and the in-process answer (the ``checkpoint`` and ``units`` fixtures built from them are in conftest.py).
 
 The expected answer is computed here from the policy and the simulator's own functions, not by
 the service's engine, so the tests compare two paths to the same decision.
 """
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from orpr_ray.config import OrprConfig
 from orpr_ray.data.config import SynthConfig
 from orpr_ray.data.dataset import Dataset
 from orpr_ray.data.synth import synthesize
@@ -19,6 +24,7 @@ from orpr_ray.model.config import ModelConfig, StreamConfig
 from orpr_ray.model.features import UnitRecord
 from orpr_ray.model.policy import Policy
 from orpr_ray.serve.client import units_from_dataset
+from orpr_ray.serve.config import ServeConfig
 from orpr_ray.serve.demo import write_untrained_checkpoint
 from orpr_ray.sim.engine import inventory_days_to_levels
 from orpr_ray.sim.policies import trailing_mean_demand
@@ -50,6 +56,29 @@ def request_units(ds: Dataset, seed: int = 0) -> list[dict]:
                           "on_hand": rng.integers(0, 20, ds.n_units).astype(float),
                           "on_order": rng.integers(0, 5, ds.n_units).astype(float)})
     return units_from_dataset(ds, stock, TINY)
+
+
+def free_port() -> int:
+    """A loopback port the OS just handed out, so parallel or repeated runs do not collide."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def running_service(directory: Path, **serve) -> Iterator[str]:
+    """The decision service for the checkpoint in ``directory`` on the session's Ray, on a free loopback
+    port with the ``serve`` settings; yields its base URL and shuts Serve down afterwards."""
+    from ray import serve as ray_serve
+
+    from orpr_ray.serve.app import run_service
+
+    port = free_port()
+    run_service(directory, OrprConfig(serve=ServeConfig(port=port, **serve)))
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        ray_serve.shutdown()
 
 
 def expected(policy: Policy, units: list[dict]) -> list[dict]:

@@ -23,11 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
-from serve_support import make_checkpoint, request_units
+from serve_support import running_service
 
-from orpr_ray.config import OrprConfig
 from orpr_ray.serve.config import ServeConfig
-from test_serve_app import free_port
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]  # one Serve start (~15-35 s on 2 busy cores)
 
@@ -39,27 +37,9 @@ KILL_THREADS = 4
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("reliability_ckpt")
-    return directory, make_checkpoint(directory)
-
-
-@pytest.fixture(scope="module")
-def units(checkpoint):
-    return request_units(checkpoint[1])
-
-
-@pytest.fixture(scope="module")
 def url(ray_session, checkpoint):
-    from ray import serve
-
-    from orpr_ray.serve.app import run_service
-
-    port = free_port()
-    cfg = OrprConfig(serve=ServeConfig(port=port, replica_cpus=0.5))
-    run_service(checkpoint[0], cfg)
-    yield f"http://127.0.0.1:{port}"
-    serve.shutdown()
+    with running_service(checkpoint[0], replica_cpus=0.5) as base:
+        yield base
 
 
 def _corpus_body(name: str, unit: dict) -> tuple[str, bytes]:

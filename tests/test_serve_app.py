@@ -8,42 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 
 import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from serve_support import GRID, TINY, assert_matches, expected, make_checkpoint, request_units
+from serve_support import GRID, TINY, assert_matches, expected, free_port, running_service
 
 from orpr_ray.cli import main
-from orpr_ray.config import OrprConfig
 from orpr_ray.core.errors import InputError
 from orpr_ray.data.io import write_dataset
 from orpr_ray.model.policy import Policy
 from orpr_ray.serve.client import DecisionClient, ServiceError
-from orpr_ray.serve.config import ServeConfig
 from orpr_ray.serve.engine import model_version
 from orpr_ray.serve.schemas import MAX_BATCH_UNITS, MAX_BODY_BYTES, MAX_HISTORY_DAYS
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]  # one Serve start (~15-35 s on 2 busy cores)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("serve_http_ckpt")
-    return directory, make_checkpoint(directory)
-
-
-@pytest.fixture(scope="module")
-def units(checkpoint):
-    return request_units(checkpoint[1])
 
 
 @pytest.fixture(scope="module")
@@ -53,17 +33,10 @@ def want(checkpoint, units):
 
 @pytest.fixture(scope="module")
 def url(ray_session, checkpoint):
-    from ray import serve
-
-    from orpr_ray.serve.app import run_service
-
-    port = free_port()
     # Half a CPU per replica leaves room on the session's 2 logical CPUs; small chunks exercise chunking.
-    cfg = OrprConfig(serve=ServeConfig(port=port, replica_cpus=0.5, chunk_units=16, max_batch_size=8,
-                                       batch_wait_timeout_s=0.02))
-    run_service(checkpoint[0], cfg)
-    yield f"http://127.0.0.1:{port}"
-    serve.shutdown()
+    with running_service(checkpoint[0], replica_cpus=0.5, chunk_units=16, max_batch_size=8,
+                         batch_wait_timeout_s=0.02) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from ray.serve import Application
 from ray.serve.schema import ServeDeploySchema
-from serve_support import GRID, TINY, WINDOW, assert_matches, expected, make_checkpoint, request_units
+from serve_support import GRID, TINY, WINDOW, assert_matches, expected
 
 from orpr_ray.core.errors import ConfigError, InputError
 from orpr_ray.model.policy import Policy
@@ -21,17 +21,6 @@ from orpr_ray.serve.client import read_stock, units_from_dataset
 from orpr_ray.serve.engine import DecisionEngine, model_version, trailing_daily_demand
 from orpr_ray.serve.schemas import UnitRequest, field_path
 from orpr_ray.sim.policies import trailing_mean_demand
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("serve_ckpt")
-    return directory, make_checkpoint(directory)
-
-
-@pytest.fixture(scope="module")
-def units(checkpoint):
-    return request_units(checkpoint[1])
 
 
 def engine_for(directory, chunk_units: int = 512) -> DecisionEngine:
