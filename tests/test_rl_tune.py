@@ -16,6 +16,7 @@ from orpr_ray.model.policy import Policy
 from orpr_ray.rl.config import SweepSpace
 from orpr_ray.rl.driver import run_rl
 from orpr_ray.rl.tune import PLOT_NAME, param_space, read_space, run_sweep
+from orpr_ray.train.rules import rule_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,11 +85,18 @@ def test_four_point_sweep_resumes_after_interruption_and_exports_the_best(disk, 
         rows = pd.read_csv(progress)
         assert rows["step"].tolist()[-1] == 4 and 2 in rows["step"].tolist()  # resumed, not restarted
     best = manifest["figures"]["best"]
-    assert manifest["figures"]["best_val_total_cost"] == pytest.approx(trials["val_total_cost"].min())
+    # The best trial is the one of least rolling validation cost, each read by its own cheapest rule.
+    report = json.loads((out / "report.json").read_text())
+    chosen = trials.set_index("trial").loc[report["best"]["trial"]]
+    assert chosen["val_rolling_cost"] == trials["val_rolling_cost"].min()
+    assert (chosen["omega"], chosen["beta"]) == (best["omega"], best["beta"])
+    assert manifest["figures"]["best_val_rolling_cost"] == pytest.approx(trials["val_rolling_cost"].min())
     policy = Policy.load(out / "best")
     assert policy.meta.stage == "rl" and list(policy.grid) == world.cfg.label.grid
+    assert rule_name(policy.meta.decision_quantile) == chosen["rolling_rule"]
+    for trial, rule in zip(trials["trial"], trials["rolling_rule"]):
+        assert rule_name(Policy.load(out / "trials" / trial).meta.decision_quantile) == rule
     assert (out / PLOT_NAME).stat().st_size > 10_000
-    report = json.loads((out / "report.json").read_text())
     assert report["best"]["config"] == best and set(report["stages"]) == {"finetune", "rl"}
 
 

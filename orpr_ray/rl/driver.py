@@ -16,7 +16,6 @@ Output folder:
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -30,13 +29,12 @@ from orpr_ray.config import RL_SECTIONS, OrprConfig, sections
 from orpr_ray.core.artifacts import MANIFEST_NAME, read_manifest, write_json_atomic, write_manifest, write_text_atomic
 from orpr_ray.core.errors import InputError
 from orpr_ray.model.checkpoint import (CHECKPOINT_FILE, CheckpointMeta, build_from_checkpoint, check_compatible,
-                                       read_checkpoint, save_checkpoint)
+                                       read_checkpoint)
 from orpr_ray.model.features import PanelFeatures
 from orpr_ray.rl.learner import (RLJob, States, greedy, run_learner, sample_states, score_policy,
                                 states_from_labels)
-from orpr_ray.train.rules import choose_rule, rule_name
 from orpr_ray.train.runner import (MAX_FAILURES, Inputs, LocalContext, RayWorkerContext, export_checkpoint,
-                                   finished as finished_run, load_inputs, source_record)
+                                   finished as finished_run, load_inputs, source_record, store_cheapest_rule)
 
 # Settings that change how a run is executed, never what it computes (excluded from the run key).
 RUNTIME_ONLY = ("num_workers", "torch_threads", "sweep")
@@ -161,18 +159,12 @@ def stage_figures(job: RLJob, inputs: Inputs, labels: pd.DataFrame, after_dir: P
     return out
 
 
-def store_cheapest_rule(job: RLJob, inputs: Inputs, policy_dir: Path) -> float | None:
-    """Re-save the trained policy with the decision rule of least rolling validation cost
-    (train/rules.py): training moves the whole distribution over the grid, so the rule that read the
-    start policy best need not read the trained one best."""
+def choose_stored_rule(job: RLJob, inputs: Inputs, policy_dir: Path) -> dict:
+    """Re-save the trained policy in ``policy_dir`` with its cheapest decision rule (train/runner.py);
+    returns the ``decision_rule`` entry."""
     state_dict, meta = read_checkpoint(policy_dir)
-    model = build_from_checkpoint(state_dict, meta)
-    chosen, _ = choose_rule(model, meta, inputs.ds, inputs.split, job.cfg, inputs.history)
-    if chosen != meta.decision_quantile:
-        print(f"[{job.stage}] decision rule {rule_name(chosen)} costs least on the validation window's rolling "
-              f"simulation (start: {rule_name(meta.decision_quantile)}): stored in the checkpoint", flush=True)
-        save_checkpoint(policy_dir, model, dataclasses.replace(meta, decision_quantile=chosen))
-    return chosen
+    return store_cheapest_rule(build_from_checkpoint(state_dict, meta), meta, inputs, job.cfg, policy_dir,
+                               stage=job.stage)[1]
 
 
 def start_name(job: RLJob) -> str:
@@ -239,7 +231,7 @@ def run_rl(cfg: OrprConfig, checkpoint_dir: str | Path, out_dir: str | Path, *, 
           f"beta {cfg.rl.beta}, k {cfg.rl.k}, {cfg.rl.num_workers or 'no Ray'} worker(s)", flush=True)
     history = train_learner(job, storage=out_dir / "ray", dest=out_dir / "policy")
     if cfg.rl.choose_decision_quantile:
-        store_cheapest_rule(job, inputs, out_dir / "policy")
+        choose_stored_rule(job, inputs, out_dir / "policy")
     figures = stage_figures(job, inputs, inputs.labels, out_dir / "policy")
     manifest = write_stage_outputs(out_dir, job, cfg, inputs_record, history, figures)
     for line in summary_lines(figures):

@@ -9,6 +9,11 @@
 - the experiment is named from the sweep name and a hash of what it computes, so re-running the same
   command after an interruption resumes it with ``Tuner.restore`` (errored trials continue from their
   last checkpoint, the step counter included);
+- with ``rl.choose_decision_quantile`` (the default) every trial's last policy is exported
+  (``trials/<trial>/policy``) and read by its cheapest decision rule on the validation window's rolling
+  simulation, and the best trial is the one of least such cost: the policy is then chosen the way the
+  backtest will judge it (the in-training metric, which ASHA stops on, reads every trial at the start
+  policy's rule); without it, the best trial is the one of the best last ``rl.sweep.metric``;
 - the best trial's policy is exported as a self-describing checkpoint (``best/policy/model.pt``, loaded by
   ``Policy.load`` / ``load_policy``), next to ``trials.csv``, ``omega_beta.png``, ``stages.csv`` and
   ``report.json``, then ``manifest.json``.
@@ -35,12 +40,13 @@ from orpr_ray.core.errors import ConfigError
 from orpr_ray.model.checkpoint import CHECKPOINT_FILE
 from orpr_ray.model.network import OrprNet
 from orpr_ray.rl.config import INTEGER_FIELDS, SweepSpace
-from orpr_ray.rl.driver import (build_job, done_checks, load_start, stage_figures, stages_table, start_inputs,
-                                start_name, store_cheapest_rule)
+from orpr_ray.rl.driver import (build_job, choose_stored_rule, done_checks, load_start, stage_figures, stages_table,
+                                start_inputs, start_name)
 from orpr_ray.rl.learner import RLJob, run_learner
 from orpr_ray.train.runner import export_checkpoint, load_inputs, source_record
 
 PLOT_NAME = "omega_beta.png"
+TRIALS_FOLDER = "trials"
 SWEEP_RUNTIME_ONLY = {"storage_path", "max_concurrent", "cpus_per_trial"}  # not part of the experiment's name
 
 
@@ -175,16 +181,17 @@ def trials_table(results, space: SweepSpace) -> pd.DataFrame:
 
 
 def plot_grid(table: pd.DataFrame, path: Path, best: dict) -> Path:
-    """Heatmaps of the last validation total cost and KL over the (omega, beta) grid (mean over other
-    swept values and repeats); the best trial is marked."""
+    """Heatmaps of the validation cost the best trial was chosen by and of the last KL over the
+    (omega, beta) grid (mean over other swept values and repeats); the best trial is marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    cost = (("val_rolling_cost", "validation rolling cost at the trial's rule") if "val_rolling_cost" in table
+            else ("val_total_cost", "validation total cost"))
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    for ax, (column, title) in zip(axes, (("val_total_cost", "validation total cost"),
-                                          ("val_kl", "KL(pi || pi_ref) on validation"))):
+    for ax, (column, title) in zip(axes, (cost, ("val_kl", "KL(pi || pi_ref) on validation"))):
         grid = table.pivot_table(index="beta", columns="omega", values=column, aggfunc="mean").sort_index()
         image = ax.imshow(grid.to_numpy(), origin="lower", aspect="auto", cmap="viridis")
         ax.set_xticks(range(grid.shape[1]), [f"{v:g}" for v in grid.columns])
@@ -204,6 +211,52 @@ def plot_grid(table: pd.DataFrame, path: Path, best: dict) -> Path:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path
+
+
+def trial_name(result) -> str:
+    return Path(result.path).name
+
+
+def score_trials(results: list, job: RLJob, inputs, folder: Path) -> dict[str, dict]:
+    """Each trial's last policy exported to ``folder/<trial>/policy`` and stored with its cheapest
+    decision rule; per trial, that rule and its rolling validation cost."""
+    out = {}
+    for result in results:
+        dest = folder / trial_name(result) / "policy"
+        with result.checkpoint.as_directory() as directory:
+            export_checkpoint(directory, dest)
+        rule = choose_stored_rule(job, inputs, dest)
+        cost = rule["validation_cost"][rule["chosen"]]
+        print(f"[sweep] {trial_name(result)}: decision rule {rule['chosen']}, rolling validation cost {cost:.0f}",
+              flush=True)
+        out[trial_name(result)] = {"trial": trial_name(result), "rolling_rule": rule["chosen"], "val_rolling_cost": cost}
+    return out
+
+
+def best_rolling_cost(table: pd.DataFrame, trial: str) -> float | None:
+    """The best trial's rolling validation cost (None when trials were not scored that way)."""
+    if "val_rolling_cost" not in table:
+        return None
+    return float(table.loc[table["trial"] == trial, "val_rolling_cost"].iloc[0])
+
+
+def export_best(results, table: pd.DataFrame, job: RLJob, inputs, out_dir: Path) -> tuple:
+    """The best trial, its policy exported to ``best/policy``; the trials table (with each trial's
+    rolling rule and cost when trials are scored so) and the extra files written."""
+    finished = [result for result in results if result.checkpoint is not None]
+    if not finished:
+        raise RuntimeError(f"no trial of the sweep reported a checkpoint (errors: {results.errors})")
+    if not job.cfg.rl.choose_decision_quantile:
+        sweep = job.cfg.rl.sweep
+        best = results.get_best_result(metric=sweep.metric, mode=sweep.mode, scope="last")
+        with best.checkpoint.as_directory() as directory:
+            export_checkpoint(directory, out_dir / "best" / "policy")
+        return best, table, []
+    rolling = score_trials(finished, job, inputs, out_dir / TRIALS_FOLDER)
+    best = min(finished, key=lambda result: rolling[trial_name(result)]["val_rolling_cost"])
+    export_checkpoint(out_dir / TRIALS_FOLDER / trial_name(best) / "policy", out_dir / "best" / "policy")
+    return (best, table.merge(pd.DataFrame(rolling.values()), on="trial", how="left"),
+            [f"{TRIALS_FOLDER}/{trial}/policy/{CHECKPOINT_FILE}" for trial in rolling])
 
 
 def run_sweep(cfg: OrprConfig, space: SweepSpace, checkpoint_dir: str | Path, out_dir: str | Path, *,
@@ -230,24 +283,17 @@ def run_sweep(cfg: OrprConfig, space: SweepSpace, checkpoint_dir: str | Path, ou
                            f"re-run the same command to resume them from their last checkpoints")
     table = trials_table(results, space)
     (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
+    best, table, trial_outputs = export_best(results, table, job, inputs, out_dir)
     write_text_atomic(out_dir / "trials.csv", table.to_csv(index=False))
-    sweep = cfg.rl.sweep
-    best = results.get_best_result(metric=sweep.metric, mode=sweep.mode, scope="last")
-    if best.checkpoint is None:
-        raise RuntimeError(f"no trial of {storage}/{name} reported a checkpoint (errors: {results.errors})")
     best_values = {name: best.config.get(name) for name in space.dims}
-    with best.checkpoint.as_directory() as directory:
-        export_checkpoint(directory, out_dir / "best" / "policy")
-    outputs = ["trials.csv", f"best/policy/{CHECKPOINT_FILE}", "stages.csv"]
+    outputs = ["trials.csv", f"best/policy/{CHECKPOINT_FILE}", "stages.csv", *trial_outputs]
     if {"omega", "beta"} <= set(space.dims):
         plot_grid(table, out_dir / PLOT_NAME, best_values)
         outputs.append(PLOT_NAME)
     best_job = dataclasses.replace(job, config=trial_config(job.config, best_values).model_dump(mode="json"))
-    if cfg.rl.choose_decision_quantile:
-        store_cheapest_rule(best_job, inputs, out_dir / "best" / "policy")
     figures = stage_figures(best_job, inputs, inputs.labels, out_dir / "best" / "policy")
     write_text_atomic(out_dir / "stages.csv", stages_table(figures).to_csv(index=False))
-    report = {"experiment": f"{storage}/{name}", "best": {"config": best_values, "trial": Path(best.path).name,
+    report = {"experiment": f"{storage}/{name}", "best": {"config": best_values, "trial": trial_name(best),
                                                           "metrics": {k: v for k, v in best.metrics.items()
                                                                       if k.startswith("val_")}},
               "stages": figures, "done_when": done_checks(figures, start_name(best_job), best_job.stage),
@@ -257,6 +303,7 @@ def run_sweep(cfg: OrprConfig, space: SweepSpace, checkpoint_dir: str | Path, ou
                    inputs={"data": data_dir, "labels": labels_dir, "start": str(Path(checkpoint_dir).resolve())},
                    outputs=[*outputs, "report.json"],
                    figures={"best": best_values, "best_val_total_cost": best.metrics.get("val_total_cost"),
+                            "best_val_rolling_cost": best_rolling_cost(table, trial_name(best)),
                             "trials": len(table), "errored_trials": int(table["error"].sum())},
                    extra={"experiment": f"{storage}/{name}"})
     return read_manifest(out_dir)

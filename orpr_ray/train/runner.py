@@ -414,22 +414,24 @@ def finetune(cfg: OrprConfig, pretrained_dir: str | Path, out_dir: str | Path, *
                                 init=(state_dict, f"{meta.stage}-{meta.training.get('run_key')}"))
     rule = {}
     if cfg.train.choose_decision_quantile:  # before the report, so that the report reads the stored rule
-        meta, rule = _store_cheapest_rule(model, meta, inputs, cfg, out_dir)
+        meta, rule["decision_rule"] = store_cheapest_rule(model, meta, inputs, cfg, out_dir / "policy",
+                                                          stage="finetune")
     report = {"finetune": {**_report_stage("finetune", model, meta, inputs, cfg), **rule}}
     return _write_outputs(out_dir, "finetune", cfg, inputs_record, report, [f"policy/{CHECKPOINT_FILE}"])
 
 
-def _store_cheapest_rule(model: OrprNet, meta: CheckpointMeta, inputs: Inputs, cfg: OrprConfig,
-                         out_dir: Path) -> tuple[CheckpointMeta, dict]:
-    """Re-save the policy with the decision rule of least rolling validation cost (train/rules.py);
-    the weights do not change, only how a target is read from them. Returns the stored metadata and
-    the ``decision_rule`` entry of the report."""
+def store_cheapest_rule(model: OrprNet, meta: CheckpointMeta, inputs: Inputs, cfg: OrprConfig, policy_dir: Path, *,
+                        stage: str) -> tuple[CheckpointMeta, dict]:
+    """Re-save the policy in ``policy_dir`` with the decision rule of least rolling validation cost
+    (train/rules.py): the weights do not change, only how a target is read from them, and training
+    moves the whole distribution over the grid, so the rule that read the policy before need not read
+    it best now. Returns the stored metadata and the ``decision_rule`` entry of the report."""
     chosen, costs = choose_rule(model, meta, inputs.ds, inputs.split, cfg, inputs.history)
-    if chosen != meta.decision_quantile:
-        print(f"[finetune] decision rule {rule_name(chosen)} costs least on the validation window's rolling "
-              f"simulation (configured: {rule_name(meta.decision_quantile)}): stored in the checkpoint", flush=True)
+    before = meta.decision_quantile
+    if chosen != before:
+        print(f"[{stage}] decision rule {rule_name(chosen)} costs least on the validation window's rolling "
+              f"simulation (before: {rule_name(before)}): stored in the checkpoint", flush=True)
         meta = dataclasses.replace(meta, decision_quantile=chosen)
-        save_checkpoint(out_dir / "policy", model, meta)
-    rule = {"chosen": rule_name(chosen), "configured": rule_name(cfg.train.decision_quantile),
-            "by": "least total cost of the validation window's rolling simulation", "validation_cost": costs}
-    return meta, {"decision_rule": rule}
+        save_checkpoint(policy_dir, model, meta)
+    return meta, {"chosen": rule_name(chosen), "before": rule_name(before),
+                  "by": "least total cost of the validation window's rolling simulation", "validation_cost": costs}
