@@ -13,20 +13,14 @@ docs/BENCHMARKS.md (the numbers are exact, so the latest run replaces the previo
 """
 from __future__ import annotations
 
-import argparse
-import datetime as dt
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import bench_parser, command_line, dated_entry, machine, publish  # (bench/ is on sys.path)
 
-from common import BENCHMARKS, machine, write_section  # noqa: E402  (bench/ is on sys.path)
-
-from orpr_ray.classic.benchmark import POLICY_NAMES, PolicyReport, run_policies  # noqa: E402
-from orpr_ray.classic.config import ClassicConfig  # noqa: E402
-from orpr_ray.classic.distributions import parse_demand  # noqa: E402
-from orpr_ray.classic.model import LostSalesProblem  # noqa: E402
+from orpr_ray.classic.benchmark import POLICY_NAMES, PolicyReport, run_policies
+from orpr_ray.classic.config import ClassicConfig
+from orpr_ray.classic.distributions import parse_demand
+from orpr_ray.classic.model import LostSalesProblem
 
 SECTION = "## Classic lost-sales benchmark"
 # Zipkin (2008), Old and New Methods for Lost-Sales Inventory Systems, Oper. Res. 56(5), Table 3
@@ -68,9 +62,7 @@ def sim_check(report: PolicyReport) -> bool | None:
 
 
 def entry(args, cells: list[dict], seconds: float, cpu_seconds: float) -> str:
-    command = " ".join(["python bench/bench_classic.py", *sys.argv[1:]])
-    lines = [f"### {dt.date.today().isoformat()}: L x p grid, demand {args.demand}, h = 1", "",
-             f"- Command: `{command}` (`make bench-classic`); total {seconds:.0f} s wall, "
+    lines = [f"- Command: `{command_line(__file__)}` (`make bench-classic`); total {seconds:.0f} s wall, "
              f"{cpu_seconds:.0f} s CPU (wall times below stretch when the machine is shared)",
              f"- Machine: {machine()}",
              "- Costs are exact long-run averages per period (relative value iteration; every interval "
@@ -109,7 +101,7 @@ def entry(args, cells: list[dict], seconds: float, cpu_seconds: float) -> str:
     lines += ["", f"Simulation intervals containing the exact cost: {covered}/{total} "
               "(at 95% about one in twenty may miss by chance)." if total else ""]
     lines += published_lines(cells)
-    return "\n".join(lines).rstrip("\n") + "\n"
+    return dated_entry(f"L x p grid, demand {args.demand}, h = 1", lines).rstrip("\n") + "\n"
 
 
 HEURISTICS = ("base_stock", "myopic", "capped_base_stock", "constant")
@@ -173,7 +165,7 @@ def published_lines(cells: list[dict]) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--lead-times", type=int, nargs="+", default=[1, 2, 3, 4])
     parser.add_argument("--penalties", type=float, nargs="+", default=[4.0, 9.0, 19.0, 39.0])
     parser.add_argument("--demand", default="poisson:5")
@@ -181,15 +173,11 @@ def main() -> None:
     parser.add_argument("--replications", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-simulate", action="store_true", help="exact costs only")
-    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/BENCHMARKS.md alone")
     args = parser.parse_args()
     started, started_cpu = time.perf_counter(), time.process_time()
     cells = run_grid(args)
     text = entry(args, cells, time.perf_counter() - started, time.process_time() - started_cpu)
-    print(text)
-    if not args.no_write:
-        write_section(SECTION, text, replace=True)
-        print(f"written to {BENCHMARKS.relative_to(ROOT)}")
+    publish(SECTION, text, write=not args.no_write, replace=True)
 
 
 if __name__ == "__main__":

@@ -65,14 +65,15 @@ def dated_entry(title: str, lines: list[str]) -> str:
     return "\n".join([f"### {dt.date.today().isoformat()}: {title}", "", *lines, ""])
 
 
-def publish(section: str, entry: str, *, write: bool, announce: bool = True) -> None:
+def publish(section: str, entry: str, *, write: bool, announce: bool = True, replace: bool = False) -> None:
     """Print the Markdown entry and, with ``write`` (the scripts' --no-write turns it off), add it to
-    ``section`` of docs/BENCHMARKS.md, then say where unless ``announce`` is off."""
+    ``section`` of docs/BENCHMARKS.md (or make it the section's whole body with ``replace``), then say
+    where unless ``announce`` is off."""
     print(entry)
     if write:
-        write_section(section, entry)
+        write_section(section, entry, replace=replace)
         if announce:
-            print(f"added to {BENCHMARKS.relative_to(REPO)}")
+            print(f"{'written to' if replace else 'added to'} {BENCHMARKS.relative_to(REPO)}")
 
 
 def write_section(section: str, entry: str, *, replace: bool = False) -> None:

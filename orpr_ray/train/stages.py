@@ -140,7 +140,8 @@ def make_batch(panel: PanelFeatures, points: Points, stats: FeatureStats) -> Bat
     actual, observed = panel.future_sales(points.unit, points.day)
     return Batch(features=encode(raw, stats, panel.cfg), raw=raw, actual=torch.from_numpy(actual).float(),
                  observed=torch.from_numpy(observed),
-                 label=None if points.label is None else torch.from_numpy(points.label))
+                 # a copy: labels shipped through Ray's object store are read-only arrays
+                 label=None if points.label is None else torch.tensor(points.label))
 
 
 def naive_forecasts(raw: RawFeatures, horizon: int) -> tuple[np.ndarray, np.ndarray]:
