@@ -117,6 +117,9 @@ def test_orpr_rl_command_writes_policy_and_per_stage_report(disk, tmp_path):
     assert Policy.load(out).meta.stage == "rl"
     report = json.loads((out / "report.json").read_text())
     assert {"cost_improved", "in_stock_kept", "kl"} <= set(report["done_when"])
+    costs = report["decision_rule"]["validation_cost"]  # the stored rule is the cheapest of the rolling simulation
+    assert rule_name(Policy.load(out).meta.decision_quantile) == report["decision_rule"]["chosen"] == min(
+        costs, key=costs.get)
     # Re-running the finished command does not train again.
     assert main(["rl", "--checkpoint", str(paths["start"]), "--out", str(out), "--set", "rl.omega=0.25",
                  "--set", "rl.beta=0.1"]) == 0

@@ -230,10 +230,11 @@ def run_rl(cfg: OrprConfig, checkpoint_dir: str | Path, out_dir: str | Path, *, 
     print(f"[rl] {len(job.train)} training states, {len(job.val)} validation states, omega {cfg.rl.omega}, "
           f"beta {cfg.rl.beta}, k {cfg.rl.k}, {cfg.rl.num_workers or 'no Ray'} worker(s)", flush=True)
     history = train_learner(job, storage=out_dir / "ray", dest=out_dir / "policy")
+    rule = {}
     if cfg.rl.choose_decision_quantile:
-        choose_stored_rule(job, inputs, out_dir / "policy")
+        rule["decision_rule"] = choose_stored_rule(job, inputs, out_dir / "policy")
     figures = stage_figures(job, inputs, inputs.labels, out_dir / "policy")
-    manifest = write_stage_outputs(out_dir, job, cfg, inputs_record, history, figures)
+    manifest = write_stage_outputs(out_dir, job, cfg, inputs_record, history, figures, extra_report=rule)
     for line in summary_lines(figures):
         print(line, flush=True)
     return manifest
