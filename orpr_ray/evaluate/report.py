@@ -29,7 +29,8 @@ REPORT_FOLDER = "report"
 FOCUS = ("orpr", "orpr_promo", "network", "ppo", "or_labels", "incumbent")
 COLORS = {"orpr": "#d62728", "orpr_promo": "#8c564b", "network": "#ff7f0e", "ppo": "#9467bd", "or_labels": "#7f7f7f",
           "incumbent": "#1f77b4", "best_classic": "#2ca02c"}
-PERCENT = ("in_stock_rate", "fill_rate", "turnover_days_change", "holding_cost_change", "total_cost_change")
+PERCENT = ("in_stock_rate", "fill_rate", "turnover_days_change", "holding_cost_change", "total_cost_change",
+           "within_3")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -508,8 +509,8 @@ def add_decision_head(page: Page, run_dir: Path) -> None:
         return
     stage, test = found
     frame = decision_head_table(test)
-    shown = frame.assign(**{c: [fmt(v, c) for v in frame[c]] for c in ("in_stock_rate", "turnover_days", "total_cost")},
-                         within_3=[fmt(v, "in_stock_rate") for v in frame["within_3"]])
+    shown = frame.assign(**{column: [fmt(v, column) for v in frame[column]]
+                            for column in ("within_3", "total_cost", "in_stock_rate", "turnover_days")})
     page.table("decision_head", shown, save=frame)
     if test.get("label_persistence"):
         page.figure("label_persistence", lambda: figure_label_persistence(test),
