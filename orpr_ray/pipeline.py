@@ -2,7 +2,10 @@
 
 Every stage writes into its own folder of the run directory and finishes by writing its manifest,
 so re-running the same command resumes at the first stage whose manifest is missing (or whose
-outputs no longer match their checksums). Ray is started in-process unless the command runs on a
+outputs no longer match their checksums). A finished stage is reused only for the config it was
+made with: the baseline and the learned stages redo themselves when their config sections
+changed; the dataset and the labels, which everything after them is keyed on, refuse another
+source or config with an error instead. Ray is started in-process unless the command runs on a
 cluster (``ray job submit`` sets ``RAY_ADDRESS``), so the same command scales from a laptop to a
 cluster.
 """
@@ -13,8 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from orpr_ray.config import OrprConfig
+from orpr_ray.config import OrprConfig, sections
 from orpr_ray.core.artifacts import read_manifest, write_json_atomic
+from orpr_ray.core.errors import InputError
+
+# The config sections the baseline's tables depend on.
+BASELINE_SECTIONS = ("seed", "data", "sim")
 
 
 @dataclass(frozen=True)
@@ -24,13 +31,30 @@ class Stage:
     run: Callable[[OrprConfig, Path], dict]
 
 
+def data_source(cfg: OrprConfig) -> dict:
+    """What a run's dataset is made from, as its manifest's ``dataset_meta`` records it: the folder
+    as given (not resolved: a cluster job's working directory moves between submissions), or the
+    synthetic catalogue's config and seed."""
+    if cfg.data.path is not None:
+        return {"source": str(Path(cfg.data.path))}
+    return {"kind": "synthetic", "seed": cfg.seed, "config": cfg.data.synth.model_dump(mode="json")}
+
+
 def _data_stage(cfg: OrprConfig, run_dir: Path) -> dict:
     from orpr_ray.data.io import load_from_config, write_dataset
 
     out = run_dir / "data"
-    if read_manifest(out) is None:
+    done = read_manifest(out)
+    if done is None:
         write_dataset(load_from_config(cfg.data, cfg.seed), out)
-    return read_manifest(out)
+        return read_manifest(out)
+    recorded = done.get("dataset_meta", {})
+    changed = sorted(key for key, value in data_source(cfg).items() if recorded.get(key) != value)
+    if changed:
+        raise InputError(f"holds the dataset of another data source or config ({', '.join(changed)} differ"
+                         "), and every later stage of the run was made from it: use an empty --out folder "
+                         "(or delete this one)", file=str(out / "manifest.json"), field="data")
+    return done
 
 
 def _baseline_stage(cfg: OrprConfig, run_dir: Path) -> dict:
@@ -38,8 +62,11 @@ def _baseline_stage(cfg: OrprConfig, run_dir: Path) -> dict:
     from orpr_ray.sim.baseline import write_baseline
 
     out = run_dir / "baseline"
-    return read_manifest(out) or write_baseline(load_dataset(run_dir / "data"), cfg, out,
-                                                source=str(run_dir / "data"))
+    done = read_manifest(out)
+    current = sections(cfg.model_dump(mode="json"), BASELINE_SECTIONS)
+    if done is not None and sections(done.get("config"), BASELINE_SECTIONS) == current:
+        return done
+    return write_baseline(load_dataset(run_dir / "data"), cfg, out, source=str(run_dir / "data"))
 
 
 def _label_stage(cfg: OrprConfig, run_dir: Path) -> dict:
@@ -122,13 +149,17 @@ def run_pipeline(cfg: OrprConfig, run_dir: str | Path, *, until: str | None = No
     ensure_ray(num_cpus=num_cpus)
     timings = {}
     for i, stage in enumerate(stages, 1):
-        resumed = read_manifest(run_dir / stage.folder) is not None
-        log(f"[{i}/{len(stages)}] {stage.name}: {'already done' if resumed else 'running'}")
+        # A finished output is reused only when the stage finds it matches this config and inputs, so
+        # whether it was is known after the stage returns: the same manifest means nothing was redone.
+        before = read_manifest(run_dir / stage.folder)
+        log(f"[{i}/{len(stages)}] {stage.name}: {'checking the earlier output' if before else 'running'}")
         t0 = time.perf_counter()
         manifest = stage.run(cfg, run_dir)
+        resumed = before is not None and manifest == before
         timings[stage.name] = {"seconds": round(time.perf_counter() - t0, 1), "resumed": resumed,
                                "figures": manifest.get("figures", {})}
-        log(f"[{i}/{len(stages)}] {stage.name}: done in {timings[stage.name]['seconds']} s")
+        log(f"[{i}/{len(stages)}] {stage.name}: " + ("already done" if resumed else
+                                                       f"done in {timings[stage.name]['seconds']} s"))
     summary = {"run_dir": str(run_dir), "stages": timings}
     write_json_atomic(run_dir / "pipeline.json", summary)
     return summary

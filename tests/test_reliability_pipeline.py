@@ -20,9 +20,11 @@ import pytest
 
 from orpr_ray.config import load_config
 from orpr_ray.core.artifacts import read_manifest
+from orpr_ray.core.errors import InputError
 from orpr_ray.data.io import load_dataset
 from orpr_ray.label.driver import run_labels
 from orpr_ray.label.io import load_labels
+from orpr_ray.pipeline import run_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 # Enough one-unit shards, one at a time, that the labelling stage lasts a few seconds: room to kill it.
@@ -74,7 +76,7 @@ def test_killed_driver_resumes_after_the_last_finished_stage(killed_and_resumed,
     assert manifests["data"] is not None and manifests["baseline"] is not None
     assert manifests["labels"] is None  # killed inside the stage: not finished
     assert "[1/3] data: already done" in output and "[2/3] baseline: already done" in output
-    assert "[3/3] labels: running" in output
+    assert "[3/3] labels: running" in output and "[3/3] labels: done in" in output
     for stage in ("data", "baseline"):  # resumed, not redone
         assert read_manifest(run_dir / stage)["created"] == manifests[stage]["created"]
     labels = read_manifest(run_dir / "labels")
@@ -107,6 +109,33 @@ def test_changed_output_of_a_finished_stage_is_redone(killed_and_resumed, ray_se
     assert manifest["counts"]["computed_shards"] == 2  # exactly the two changed shards, redone
     pd.testing.assert_frame_equal(load_labels(out), want)
     assert read_manifest(out) is not None
+
+
+@pytest.mark.ray
+def test_a_rerun_reuses_a_stage_only_for_its_own_config_and_says_which_it_did(ray_session, tmp_path):
+    run_dir = tmp_path / "run"
+
+    def run(*overrides: str) -> tuple[dict, list[str]]:
+        lines = []
+        cfg = load_config(REPO / "jobs" / "tiny.yaml", list(overrides))
+        return run_pipeline(cfg, run_dir, until="baseline", log=lines.append), lines
+
+    _, lines = run()
+    first = {stage: read_manifest(run_dir / stage) for stage in ("data", "baseline")}
+    assert lines[0] == "[1/2] data: running" and lines[1].startswith("[1/2] data: done in")
+    summary, lines = run()
+    assert "[1/2] data: already done" in lines and "[2/2] baseline: already done" in lines
+    assert all(info["resumed"] for info in summary["stages"].values())
+    # A changed cost model redoes the baseline, and the log says it was redone, not reused.
+    summary, lines = run("sim.lost_sales_penalty_share=0.5")
+    assert "[1/2] data: already done" in lines and lines[-1].startswith("[2/2] baseline: done in")
+    assert summary["stages"]["data"]["resumed"] and not summary["stages"]["baseline"]["resumed"]
+    redone = read_manifest(run_dir / "baseline")
+    assert redone["config"]["sim"]["lost_sales_penalty_share"] == 0.5 and redone != first["baseline"]
+    # Another catalogue cannot reuse this run's dataset: a clear error, and nothing is rewritten.
+    with pytest.raises(InputError, match=r"data/manifest.json.*another data source or config \(config differ\)"):
+        run("data.synth.units=30")
+    assert read_manifest(run_dir / "data") == first["data"] and read_manifest(run_dir / "baseline") == redone
 
 
 def _call_arguments(text: str, start: int) -> str:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import pandas as pd
 
-from orpr_ray.core.artifacts import read_manifest, write_manifest, write_parquet_atomic, write_text_atomic
+from orpr_ray.core.artifacts import MANIFEST_NAME, read_manifest, write_manifest, write_parquet_atomic, write_text_atomic
 from orpr_ray.data.config import SplitConfig
 from orpr_ray.data.dataset import Dataset
 from orpr_ray.data.split import TimeSplit, time_split
@@ -107,6 +107,7 @@ def write_baseline(dataset: Dataset, cfg: "OrprConfig", out: str | Path, *, sour
     """
     result = run_baseline(dataset, cfg.sim, cfg.data.split, policies)
     out = Path(out)
+    (out / MANIFEST_NAME).unlink(missing_ok=True)  # a rewrite never looks finished half-way
     write_parquet_atomic(out / f"{SUMMARY_FILE}.parquet", result.summary)
     write_text_atomic(out / f"{SUMMARY_FILE}.csv", result.summary.to_csv(index=False))
     write_parquet_atomic(out / UNITS_FILE, result.units)
