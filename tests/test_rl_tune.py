@@ -91,6 +91,7 @@ def test_four_point_sweep_resumes_after_interruption_and_exports_the_best(disk, 
     assert chosen["val_rolling_cost"] == trials["val_rolling_cost"].min()
     assert (chosen["omega"], chosen["beta"]) == (best["omega"], best["beta"])
     assert manifest["figures"]["best_val_rolling_cost"] == pytest.approx(trials["val_rolling_cost"].min())
+    assert report["done_when"]["rolling_cost_after"] == pytest.approx(trials["val_rolling_cost"].min())
     policy = Policy.load(out / "best")
     assert policy.meta.stage == "rl" and list(policy.grid) == world.cfg.label.grid
     assert rule_name(policy.meta.decision_quantile) == chosen["rolling_rule"]
@@ -120,6 +121,9 @@ def test_orpr_rl_command_writes_policy_and_per_stage_report(disk, tmp_path):
     costs = report["decision_rule"]["validation_cost"]  # the stored rule is the cheapest of the rolling simulation
     assert rule_name(Policy.load(out).meta.decision_quantile) == report["decision_rule"]["chosen"] == min(
         costs, key=costs.get)
+    done = report["done_when"]  # and the start is judged by the same rolling simulation, at its own rule
+    assert done["rolling_cost_after"] == costs[report["decision_rule"]["chosen"]]
+    assert done["rolling_cost_improved"] is (done["rolling_cost_after"] < done["rolling_cost_before"])
     # Re-running the finished command does not train again.
     assert main(["rl", "--checkpoint", str(paths["start"]), "--out", str(out), "--set", "rl.omega=0.25",
                  "--set", "rl.beta=0.1"]) == 0

@@ -33,6 +33,7 @@ from orpr_ray.model.checkpoint import (CHECKPOINT_FILE, CheckpointMeta, build_fr
 from orpr_ray.model.features import PanelFeatures
 from orpr_ray.rl.learner import (RLJob, States, greedy, run_learner, sample_states, score_policy,
                                 states_from_labels)
+from orpr_ray.train.rules import rolling_rule_costs
 from orpr_ray.train.runner import (MAX_FAILURES, Inputs, LocalContext, RayWorkerContext, export_checkpoint,
                                    finished as finished_run, load_inputs, source_record, store_cheapest_rule)
 
@@ -167,6 +168,17 @@ def choose_stored_rule(job: RLJob, inputs: Inputs, policy_dir: Path) -> dict:
                                stage=job.stage)[1]
 
 
+def rolling_check(job: RLJob, inputs: Inputs, after_cost: float) -> dict:
+    """The backtest's own measure on the validation window: the start policy's rolling cost at the rule it
+    is deployed with against the trained policy's at the rule stored after training (``after_cost``)."""
+    start = build_from_checkpoint(job.init_state, job.meta)
+    before = rolling_rule_costs(start, job.meta, inputs.ds, inputs.split, job.cfg, inputs.history,
+                                quantiles=(job.meta.decision_quantile,))[job.meta.decision_quantile]
+    return {"rolling_cost_before": before, "rolling_cost_after": after_cost,
+            "rolling_cost_change": after_cost / before - 1.0 if before else None,
+            "rolling_cost_improved": after_cost < before}
+
+
 def start_name(job: RLJob) -> str:
     """The start policy's row name in the stage tables: its stage, unless this stage has that name too."""
     return job.meta.stage if job.meta.stage != job.stage else f"{job.meta.stage}_start"
@@ -195,10 +207,11 @@ def finished(out_dir: Path, cfg: OrprConfig, inputs_record: dict) -> dict | None
 
 
 def write_stage_outputs(out_dir: Path, job: RLJob, cfg: OrprConfig, inputs_record: dict, history: list[dict],
-                        figures: dict, extra_report: dict | None = None, extra_outputs: list[str] = ()) -> dict:
+                        figures: dict, extra_report: dict | None = None, extra_outputs: list[str] = (),
+                        extra_checks: dict | None = None) -> dict:
     """history.csv, stages.csv, report.json, then the manifest (policy/model.pt is already written)."""
     (out_dir / MANIFEST_NAME).unlink(missing_ok=True)  # a rewrite never looks finished half-way
-    checks = done_checks(figures, start_name(job), job.stage)
+    checks = {**done_checks(figures, start_name(job), job.stage), **(extra_checks or {})}
     write_text_atomic(out_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
     write_text_atomic(out_dir / "stages.csv", stages_table(figures).to_csv(index=False))
     report = {"stages": figures, "done_when": checks, "history": history, "rl": cfg.rl.model_dump(mode="json"),
@@ -230,13 +243,18 @@ def run_rl(cfg: OrprConfig, checkpoint_dir: str | Path, out_dir: str | Path, *, 
     print(f"[rl] {len(job.train)} training states, {len(job.val)} validation states, omega {cfg.rl.omega}, "
           f"beta {cfg.rl.beta}, k {cfg.rl.k}, {cfg.rl.num_workers or 'no Ray'} worker(s)", flush=True)
     history = train_learner(job, storage=out_dir / "ray", dest=out_dir / "policy")
-    rule = {}
+    rule, rolling = {}, {}
     if cfg.rl.choose_decision_quantile:
         rule["decision_rule"] = choose_stored_rule(job, inputs, out_dir / "policy")
+        rolling = rolling_check(job, inputs, rule["decision_rule"]["validation_cost"][rule["decision_rule"]["chosen"]])
     figures = stage_figures(job, inputs, inputs.labels, out_dir / "policy")
-    manifest = write_stage_outputs(out_dir, job, cfg, inputs_record, history, figures, extra_report=rule)
+    manifest = write_stage_outputs(out_dir, job, cfg, inputs_record, history, figures, extra_report=rule,
+                                   extra_checks=rolling)
     for line in summary_lines(figures):
         print(line, flush=True)
+    if rolling:
+        print(f"[{job.stage}] rolling validation cost, the backtest's measure: {rolling['rolling_cost_before']:.0f} "
+              f"(start) -> {rolling['rolling_cost_after']:.0f} ({rolling['rolling_cost_change']:+.1%})", flush=True)
     return manifest
 
 

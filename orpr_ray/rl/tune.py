@@ -40,8 +40,8 @@ from orpr_ray.core.errors import ConfigError
 from orpr_ray.model.checkpoint import CHECKPOINT_FILE
 from orpr_ray.model.network import OrprNet
 from orpr_ray.rl.config import INTEGER_FIELDS, SweepSpace
-from orpr_ray.rl.driver import (build_job, choose_stored_rule, done_checks, load_start, stage_figures, stages_table,
-                                start_inputs, start_name)
+from orpr_ray.rl.driver import (build_job, choose_stored_rule, done_checks, load_start, rolling_check, stage_figures,
+                                stages_table, start_inputs, start_name)
 from orpr_ray.rl.learner import RLJob, run_learner
 from orpr_ray.train.runner import export_checkpoint, load_inputs, source_record
 
@@ -240,6 +240,13 @@ def best_rolling_cost(table: pd.DataFrame, trial: str) -> float | None:
     return float(table.loc[table["trial"] == trial, "val_rolling_cost"].iloc[0])
 
 
+def best_rolling_check(job: RLJob, inputs, table: pd.DataFrame, trial: str) -> dict:
+    """The start policy against the best trial by the rolling validation cost (empty when trials were
+    not scored that way)."""
+    cost = best_rolling_cost(table, trial)
+    return {} if cost is None else rolling_check(job, inputs, cost)
+
+
 def export_best(results, table: pd.DataFrame, job: RLJob, inputs, out_dir: Path) -> tuple:
     """The best trial, its policy exported to ``best/policy``; the trials table (with each trial's
     rolling rule and cost when trials are scored so) and the extra files written."""
@@ -296,7 +303,8 @@ def run_sweep(cfg: OrprConfig, space: SweepSpace, checkpoint_dir: str | Path, ou
     report = {"experiment": f"{storage}/{name}", "best": {"config": best_values, "trial": trial_name(best),
                                                           "metrics": {k: v for k, v in best.metrics.items()
                                                                       if k.startswith("val_")}},
-              "stages": figures, "done_when": done_checks(figures, start_name(best_job), best_job.stage),
+              "stages": figures, "done_when": {**done_checks(figures, start_name(best_job), best_job.stage),
+                                               **best_rolling_check(best_job, inputs, table, trial_name(best))},
               "trials": table.to_dict(orient="records"), "space": space.model_dump(mode="json")["dims"]}
     write_json_atomic(out_dir / "report.json", report)
     write_manifest(out_dir, stage="sweep", config=cfg.model_dump(mode="json"),

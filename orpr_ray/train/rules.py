@@ -37,8 +37,9 @@ def rule_name(quantile: float | None) -> str:
 
 
 def rolling_rule_costs(model: OrprNet, meta: CheckpointMeta, ds: Dataset, split: TimeSplit, cfg: OrprConfig,
-                       history: LabelHistory | None) -> dict[float | None, float]:
-    """Total cost of the validation window's rolling simulation under every rule of RULE_QUANTILES.
+                       history: LabelHistory | None, quantiles: tuple[float | None, ...] = RULE_QUANTILES
+                       ) -> dict[float | None, float]:
+    """Total cost of the validation window's rolling simulation under each rule of ``quantiles``.
 
     history: what past labels tell at each review day (only labels whose horizon had ended), as the
     backtest feeds the network; None = unknown (masked).
@@ -58,7 +59,7 @@ def rolling_rule_costs(model: OrprNet, meta: CheckpointMeta, ds: Dataset, split:
                                               None if known is None else known[rows])
         log_probs[rows] = np.log(np.maximum(policy.decide(features).probs, 1e-30))
     costs = {}
-    for quantile in RULE_QUANTILES:
+    for quantile in quantiles:
         v = grid[target_index(torch.from_numpy(log_probs), quantile).numpy()]
         result = simulate_rolling(scheduled_policy(points, v, d_hat), ds.sales, params, start=start,
                                   record_from=split.val_start, stop=split.test_start,
