@@ -246,7 +246,7 @@ def run_rl(cfg: OrprConfig, checkpoint_dir: str | Path, out_dir: str | Path, *, 
     rule, rolling = {}, {}
     if cfg.rl.choose_decision_quantile:
         rule["decision_rule"] = choose_stored_rule(job, inputs, out_dir / "policy")
-        rolling = rolling_check(job, inputs, rule["decision_rule"]["validation_cost"][rule["decision_rule"]["chosen"]])
+        rolling = rolling_check(job, inputs, rule["decision_rule"]["chosen_cost"])
     figures = stage_figures(job, inputs, inputs.labels, out_dir / "policy")
     manifest = write_stage_outputs(out_dir, job, cfg, inputs_record, history, figures, extra_report=rule,
                                    extra_checks=rolling)

@@ -226,10 +226,10 @@ def score_trials(results: list, job: RLJob, inputs, folder: Path) -> dict[str, d
         with result.checkpoint.as_directory() as directory:
             export_checkpoint(directory, dest)
         rule = choose_stored_rule(job, inputs, dest)
-        cost = rule["validation_cost"][rule["chosen"]]
-        print(f"[sweep] {trial_name(result)}: decision rule {rule['chosen']}, rolling validation cost {cost:.0f}",
-              flush=True)
-        out[trial_name(result)] = {"trial": trial_name(result), "rolling_rule": rule["chosen"], "val_rolling_cost": cost}
+        print(f"[sweep] {trial_name(result)}: decision rule {rule['chosen']}, rolling validation cost "
+              f"{rule['chosen_cost']:.0f}", flush=True)
+        out[trial_name(result)] = {"trial": trial_name(result), "rolling_rule": rule["chosen"],
+                                   "val_rolling_cost": rule["chosen_cost"]}
     return out
 
 
@@ -238,13 +238,6 @@ def best_rolling_cost(table: pd.DataFrame, trial: str) -> float | None:
     if "val_rolling_cost" not in table:
         return None
     return float(table.loc[table["trial"] == trial, "val_rolling_cost"].iloc[0])
-
-
-def best_rolling_check(job: RLJob, inputs, table: pd.DataFrame, trial: str) -> dict:
-    """The start policy against the best trial by the rolling validation cost (empty when trials were
-    not scored that way)."""
-    cost = best_rolling_cost(table, trial)
-    return {} if cost is None else rolling_check(job, inputs, cost)
 
 
 def export_best(results, table: pd.DataFrame, job: RLJob, inputs, out_dir: Path) -> tuple:
@@ -298,20 +291,22 @@ def run_sweep(cfg: OrprConfig, space: SweepSpace, checkpoint_dir: str | Path, ou
         plot_grid(table, out_dir / PLOT_NAME, best_values)
         outputs.append(PLOT_NAME)
     best_job = dataclasses.replace(job, config=trial_config(job.config, best_values).model_dump(mode="json"))
+    rolling_cost = best_rolling_cost(table, trial_name(best))
     figures = stage_figures(best_job, inputs, inputs.labels, out_dir / "best" / "policy")
     write_text_atomic(out_dir / "stages.csv", stages_table(figures).to_csv(index=False))
     report = {"experiment": f"{storage}/{name}", "best": {"config": best_values, "trial": trial_name(best),
                                                           "metrics": {k: v for k, v in best.metrics.items()
                                                                       if k.startswith("val_")}},
               "stages": figures, "done_when": {**done_checks(figures, start_name(best_job), best_job.stage),
-                                               **best_rolling_check(best_job, inputs, table, trial_name(best))},
+                                               **({} if rolling_cost is None else
+                                                  rolling_check(best_job, inputs, rolling_cost))},
               "trials": table.to_dict(orient="records"), "space": space.model_dump(mode="json")["dims"]}
     write_json_atomic(out_dir / "report.json", report)
     write_manifest(out_dir, stage="sweep", config=cfg.model_dump(mode="json"),
                    inputs={"data": data_dir, "labels": labels_dir, "start": str(Path(checkpoint_dir).resolve())},
                    outputs=[*outputs, "report.json"],
                    figures={"best": best_values, "best_val_total_cost": best.metrics.get("val_total_cost"),
-                            "best_val_rolling_cost": best_rolling_cost(table, trial_name(best)),
+                            "best_val_rolling_cost": rolling_cost,
                             "trials": len(table), "errored_trials": int(table["error"].sum())},
                    extra={"experiment": f"{storage}/{name}"})
     return read_manifest(out_dir)

@@ -433,5 +433,5 @@ def store_cheapest_rule(model: OrprNet, meta: CheckpointMeta, inputs: Inputs, cf
               f"simulation (before: {rule_name(before)}): stored in the checkpoint", flush=True)
         meta = dataclasses.replace(meta, decision_quantile=chosen)
         save_checkpoint(policy_dir, model, meta)
-    return meta, {"chosen": rule_name(chosen), "before": rule_name(before),
+    return meta, {"chosen": rule_name(chosen), "before": rule_name(before), "chosen_cost": costs[rule_name(chosen)],
                   "by": "least total cost of the validation window's rolling simulation", "validation_cost": costs}
